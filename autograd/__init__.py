@@ -1,0 +1,64 @@
+"""autograd: a numpy Tensor with reverse-mode automatic differentiation.
+
+    import numpy as np
+    import autograd as ag
+
+    x = ag.Tensor(np.random.randn(3, 4), requires_grad=True)
+    y = (x.tanh() * 2).sum()
+    y.backward()          # x.grad == 2 * (1 - tanh(x)^2)
+
+Primitives (forward + vjp side by side) are in `autograd.ops`; the backward walk is in
+`autograd.backward`; `Primitive` lets you add your own.
+"""
+
+from autograd import graph, ops
+from autograd.backward import grad
+from autograd.functions import concatenate, maximum, minimum, stack, where
+from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from autograd.primitive import (
+    AnomalyError,
+    GraphReleasedError,
+    Node,
+    Primitive,
+    current_scope,
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    scope,
+)
+from autograd.tensor import Tensor
+
+__all__ = [
+    "AnomalyError",
+    "GradcheckError",
+    "GraphReleasedError",
+    "Node",
+    "Primitive",
+    "Tensor",
+    "concatenate",
+    "current_scope",
+    "detect_anomaly",
+    "enable_grad",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "graph",
+    "is_grad_enabled",
+    "maximum",
+    "minimum",
+    "no_grad",
+    "ops",
+    "scope",
+    "stack",
+    "testing",
+    "where",
+]
+
+
+def __getattr__(name: str):  # `ag.testing` imports hypothesis, so only load it when asked for
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("autograd.testing")
+    raise AttributeError(f"module 'autograd' has no attribute {name!r}")

@@ -1,0 +1,234 @@
+"""Reverse-mode differentiation: walk the graph from the outputs back to the inputs.
+
+1. Order the nodes that require grad so every node comes before its inputs (an iterative
+   depth-first search: a chain of any length works, there is no recursion).
+2. Visit them in that order carrying d(output)/d(node). Each primitive's vjps turn the gradient
+   of its output into gradients for its inputs, which are summed over every use of an input.
+3. Leaves receive their total in ``.grad``; `grad` returns the totals instead.
+
+The vjps run without recording (plain numpy underneath) unless ``create_graph=True``, in which
+case the gradients are graphs themselves: differentiable again, and drawable. Saved arrays are
+released as soon as their node has been visited, unless ``retain_graph=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from autograd.ops import unbroadcast
+from autograd.primitive import STATE, GraphReleasedError, Node, check_finite_grad, node_of
+from autograd.tensor import Tensor, as_tensor
+
+
+def backward(root: Tensor, gradient: Any = None, *, retain_graph: bool = False, create_graph: bool = False) -> None:
+    """``root.backward(...)``: accumulate gradients into the ``.grad`` of every leaf that needs one."""
+    seed = _seed(root, gradient, "backward")
+    _walk([node_of(root)], [seed], wanted=None, retain_graph=retain_graph, create_graph=create_graph)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, without touching any ``.grad``.
+
+    ``grad_outputs`` are d(loss)/d(output), one per output (optional for single-element outputs).
+    With ``create_graph=True`` the returned gradients are differentiable (higher-order
+    derivatives). An input the outputs do not depend on raises, unless ``allow_unused=True``,
+    which gives zeros for it.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not outputs or not inputs:
+        raise ValueError("grad: needs at least one output and one input")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: inputs[{i}] is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise ValueError(f"grad: inputs[{i}] (shape {t.shape}) does not require grad")
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = [_seed(out, g, f"grad: outputs[{i}]") for i, (out, g) in enumerate(zip(outputs, grad_outputs))]
+    roots = [node_of(out) for out in outputs]
+    wanted = [node_of(t) for t in inputs]
+    retain = create_graph if retain_graph is None else retain_graph
+    found = _walk(roots, seeds, wanted=wanted, retain_graph=retain, create_graph=create_graph)
+    results = []
+    for i, (t, node) in enumerate(zip(inputs, wanted)):
+        g = found.get(node)
+        if g is None:
+            if not allow_unused:
+                raise ValueError(
+                    f"grad: inputs[{i}] (shape {t.shape}) was not used to compute the outputs; "
+                    "pass allow_unused=True to get zeros for it"
+                )
+            g = Tensor._make(np.zeros(t.shape, dtype=t.dtype), None, False)
+        results.append(g)
+    return tuple(results)
+
+
+def _seed(root: Tensor, gradient: Any, where: str) -> Tensor:
+    if not isinstance(root, Tensor):
+        raise TypeError(f"{where}: expected a Tensor, got {type(root).__name__}")
+    if not root.requires_grad:
+        raise RuntimeError(
+            f"{where}: the tensor (shape {root.shape}) does not require grad and has no graph; was it computed "
+            "under no_grad(), or from tensors none of which has requires_grad=True?"
+        )
+    if gradient is None:
+        if root.size != 1:
+            raise ValueError(
+                f"{where}: the tensor has shape {root.shape}; backward() without a gradient needs a single "
+                "element (call .sum() or .mean() first, or pass gradient= of that shape)"
+            )
+        return Tensor._make(np.ones(root.shape, dtype=root.dtype), None, False)
+    seed = as_tensor(gradient, f"{where} gradient")
+    if seed.shape != root.shape:
+        raise ValueError(f"{where}: gradient has shape {seed.shape} but the tensor has shape {root.shape}")
+    if seed.dtype != root.dtype:
+        seed = seed.astype(root.dtype)
+    return seed
+
+
+def _topological_order(roots: list[Node]) -> list[Node]:
+    """Nodes reachable from ``roots`` through inputs that require grad, inputs before users."""
+    order: list[Node] = []
+    visited: set[int] = set()
+    for root in roots:
+        if id(root) in visited:
+            continue
+        visited.add(id(root))
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, pending = stack[-1]
+            for parent in pending:
+                if parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, iter(parent.inputs)))
+                    break
+            else:
+                stack.pop()
+                if node.released:
+                    raise GraphReleasedError(
+                        f"backward through op '{node.op_name}' (shape {node.shape}) a second time: its saved "
+                        "arrays were freed by the first backward(). Pass retain_graph=True to the first call "
+                        "if you need to go backward through the same graph again."
+                    )
+                order.append(node)
+    return order
+
+
+def _walk(
+    roots: list[Node], seeds: list[Tensor], *, wanted: list[Node | None] | None, retain_graph: bool, create_graph: bool
+) -> dict[Node, Tensor]:
+    """Propagate ``seeds`` from ``roots``; fill leaves' ``.grad`` (``wanted=None``) or return the
+    gradients of the ``wanted`` nodes."""
+    order = _topological_order(roots)
+    needed: set[int] | None = None
+    if wanted is not None:  # prune: only nodes that lead to a wanted node are worth visiting
+        wanted_ids = {id(n) for n in wanted if n is not None}
+        needed = set()
+        for node in order:  # inputs come first, so their verdict is known
+            if id(node) in wanted_ids or any(id(p) in needed for p in node.inputs):
+                needed.add(id(node))
+    grads: dict[Node, Tensor] = {}
+    exclusive: set[int] = set()  # nodes whose gradient array is ours alone, so safe to add into in place
+    for root, seed in zip(roots, seeds):
+        _accumulate(grads, exclusive, root, seed, False, create_graph)
+    found: dict[Node, Tensor] = {}
+    previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of)
+    try:
+        for node in reversed(order):
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if wanted is not None:
+                if id(node) in wanted_ids:
+                    found[node] = g
+            elif node.op is None:
+                _write_leaf_grad(node, g, id(node) in exclusive, create_graph)
+            if node.op is None:
+                continue
+            _visit(node, g, grads, exclusive, needed, create_graph)
+            if not retain_graph:
+                node.saved = None
+                node.released = True
+    finally:
+        STATE.grad_enabled, STATE.scope, STATE.vjp_of = previous
+    return found
+
+
+def _visit(
+    node: Node, g: Tensor, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool
+) -> None:
+    """Run the vjps of ``node`` for each input that needs a gradient, and accumulate the results."""
+    op, saved = node.op, node.saved
+    out = node if saved[0] is None else Tensor._make(saved[0], node, True)
+    inputs = [
+        parent if array is None else Tensor._make(array, parent, parent.requires_grad)
+        for parent, array in zip(node.inputs, saved[1:])
+    ]
+    STATE.grad_enabled = create_graph
+    if create_graph:  # the gradient's ops are drawn in the module of the op they differentiate
+        STATE.scope, STATE.vjp_of = node.scope, node
+    for i, parent in enumerate(node.inputs):
+        if not parent.requires_grad or (needed is not None and id(parent) not in needed):
+            continue
+        vjp = op.vjp(i)
+        if vjp is None:
+            continue
+        gi = vjp(g, out, *inputs, **node.attrs)
+        if not isinstance(gi, Tensor):
+            raise TypeError(f"vjp of '{op.name}' for input {i} returned {type(gi).__name__}, not a Tensor")
+        if op.broadcasts:
+            gi = unbroadcast(gi, parent.shape)
+        if gi.shape != parent.shape:
+            raise RuntimeError(
+                f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
+                f"whose shape is {parent.shape}"
+            )
+        if gi.dtype != parent.dtype:
+            gi = gi.astype(parent.dtype)
+        if STATE.anomaly:
+            check_finite_grad(node, i, gi.data)
+        fresh = op.trusted and gi.data is not g.data and gi.data.base is None
+        _accumulate(grads, exclusive, parent, gi, fresh, create_graph)
+
+
+def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: bool, create_graph: bool) -> None:
+    """grads[node] += g, in place only into an array this walk allocated itself."""
+    previous = grads.get(node)
+    if previous is None:
+        grads[node] = g
+        if fresh:
+            exclusive.add(id(node))
+    elif create_graph:
+        grads[node] = previous + g
+    elif id(node) in exclusive:
+        np.add(previous.data, g.data, out=previous.data)
+    else:
+        grads[node] = Tensor._make(previous.data + g.data, None, False)
+        exclusive.add(id(node))
+
+
+def _write_leaf_grad(node: Node, g: Tensor, is_exclusive: bool, create_graph: bool) -> None:
+    tensor = node.tensor
+    if tensor is None:  # the leaf was garbage-collected: nobody can read its gradient
+        return
+    if tensor.grad is None:
+        if not (create_graph or is_exclusive):
+            g = Tensor._make(g.data.copy(), None, False)
+        tensor.grad = g
+    elif create_graph or tensor.grad.requires_grad:
+        tensor.grad = tensor.grad + g
+    else:
+        tensor.grad.data += g.data

@@ -1,0 +1,175 @@
+"""Check the engine's gradients against central differences, in float64.
+
+For ``out = fn(*inputs)`` we fix a random cotangent ``v`` and compare, for each floating input
+``x``, the engine's ``d<v, out>/dx`` with the numerical derivative
+
+    (<v, fn(x + eps*u)> - <v, fn(x - eps*u)>) / (2 eps)
+
+along ``u``: every unit vector (``mode="full"``: the whole gradient, entry by entry) or a few
+random directions (``mode="fast"``: one number per direction, as JAX's ``check_grads`` does;
+cheap and, over many draws, as strong). ``mode="auto"`` uses "full" for small inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from autograd.backward import grad
+from autograd.primitive import enable_grad, no_grad
+from autograd.tensor import Tensor
+
+FULL_CHECK_MAX_ELEMENTS = 512
+
+
+class GradcheckError(AssertionError):
+    """The engine's gradient and the numerical one disagree; the message has a per-input report."""
+
+
+def gradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Any,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    mode: str = "auto",
+    n_directions: int = 3,
+    seed: int = 0,
+) -> bool:
+    """True if ``fn``'s gradients match central differences; else raise `GradcheckError`.
+
+    ``inputs`` is a tensor/array or a sequence of them. Floating-point ones are copied to
+    float64 leaves that require grad and checked; the others (indices, masks) are passed as they
+    are. ``fn`` must compute in float64 for the comparison to be meaningful.
+    """
+    if mode not in ("auto", "full", "fast"):
+        raise ValueError(f"gradcheck: mode must be 'auto', 'full' or 'fast', got {mode!r}")
+    args, checked = _prepare(inputs)
+    if not checked:
+        raise ValueError("gradcheck: no floating-point input to check")
+    rng = np.random.default_rng(seed)
+    out = _call(fn, args)
+    if not out.requires_grad:
+        raise GradcheckError("gradcheck: the output does not depend on any input (requires_grad=False)")
+    v = rng.standard_normal(out.shape)
+    analytic = grad(out, [args[i] for i in checked], grad_outputs=Tensor(v), allow_unused=True)
+
+    def projected(values: list[np.ndarray]) -> float:
+        trial = list(args)
+        for i, value in zip(checked, values):
+            trial[i] = Tensor(value)
+        with no_grad():
+            return float(np.sum(v * _call(fn, trial).data))
+
+    base = [args[i].data for i in checked]
+    total = sum(b.size for b in base)
+    full = mode == "full" or (mode == "auto" and total <= FULL_CHECK_MAX_ELEMENTS)
+    lines, failed = [], False
+    for k, (i, g) in enumerate(zip(checked, analytic)):
+        def at(x: np.ndarray, k: int = k) -> float:
+            return projected(base[:k] + [x] + base[k + 1 :])
+
+        if full:
+            ok, line = _check_full(at, base[k], g.data, eps, atol, rtol)
+        else:
+            ok, line = _check_directions(at, base[k], g.data, eps, atol, rtol, rng, n_directions)
+        failed |= not ok
+        lines.append(f"  input {i}, shape {base[k].shape}: {line}")
+    if failed:
+        header = (
+            f"gradcheck failed: the engine's gradient disagrees with central differences "
+            f"(mode={'full' if full else 'fast'}, eps={eps}, atol={atol}, rtol={rtol})"
+        )
+        if out.dtype != np.float64:
+            header += f"\n  note: the output is {out.dtype}; gradcheck needs float64 all the way through"
+        raise GradcheckError("\n".join([header, *lines]))
+    return True
+
+
+def gradgradcheck(fn: Callable[..., Tensor], inputs: Any, *, seed: int = 0, **tolerances: Any) -> bool:
+    """Check second derivatives: gradcheck of ``x -> <d<v, fn(x)>/dx, w>`` for fixed random v, w."""
+    args, checked = _prepare(inputs)
+    rng = np.random.default_rng(seed + 1)
+    out = _call(fn, args)
+    v = Tensor(rng.standard_normal(out.shape))
+    ws = [Tensor(rng.standard_normal(args[i].shape)) for i in checked]
+
+    def first_derivative(*xs: Tensor) -> Tensor:
+        with enable_grad():  # the numerical pass calls us under no_grad with plain tensors
+            xs = tuple(Tensor(x.data, requires_grad=True) if i in checked and not x.requires_grad else x
+                       for i, x in enumerate(xs))
+            wrt = [xs[i] for i in checked]
+            grads = grad(fn(*xs), wrt, grad_outputs=v, create_graph=True, allow_unused=True)
+            return sum(((g * w).sum() for g, w in zip(grads, ws)), Tensor(np.float64(0.0)))
+
+    return gradcheck(first_derivative, args, seed=seed, **tolerances)
+
+
+def _prepare(inputs: Any) -> tuple[list[Tensor], list[int]]:
+    if isinstance(inputs, (Tensor, np.ndarray)) or not isinstance(inputs, Sequence):
+        inputs = [inputs]
+    args, checked = [], []
+    for i, x in enumerate(inputs):
+        array = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if array.dtype.kind == "f":
+            args.append(Tensor(array.astype(np.float64), requires_grad=True))
+            checked.append(i)
+        else:
+            args.append(x if isinstance(x, Tensor) else Tensor(array))
+    return args, checked
+
+
+def _call(fn: Callable[..., Tensor], args: list[Tensor]) -> Tensor:
+    out = fn(*args)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+    if out.dtype.kind != "f":
+        raise TypeError(f"gradcheck: fn must return a floating-point tensor, got dtype {out.dtype}")
+    return out
+
+
+def _close(analytic: np.ndarray, numerical: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    return np.abs(analytic - numerical) <= atol + rtol * np.abs(numerical)
+
+
+def _check_full(at: Callable, x: np.ndarray, analytic: np.ndarray, eps: float, atol: float, rtol: float):
+    numerical = np.zeros(x.shape)
+    flat = numerical.reshape(-1)
+    for j in range(x.size):
+        step = np.zeros(x.size)
+        step[j] = eps
+        step = step.reshape(x.shape)
+        flat[j] = (at(x + step) - at(x - step)) / (2 * eps)
+    error = np.abs(analytic - numerical)
+    if x.size == 0:
+        return True, "ok (empty)"
+    worst = np.unravel_index(int(np.argmax(error)), x.shape)
+    if _close(analytic, numerical, atol, rtol).all():
+        return True, f"ok (max error {error.max():.2e})"
+    bad = int((~_close(analytic, numerical, atol, rtol)).sum())
+    return False, (
+        f"{bad} of {x.size} entries differ; worst at index {tuple(int(w) for w in worst)}: "
+        f"analytic {analytic[worst]:.6g}, numerical {numerical[worst]:.6g}"
+    )
+
+
+def _check_directions(
+    at: Callable, x: np.ndarray, analytic: np.ndarray, eps: float, atol: float, rtol: float, rng, n: int
+):
+    worst = (0.0, 0.0, 0.0)
+    ok = True
+    for _ in range(n):
+        u = rng.standard_normal(x.shape)
+        u /= max(np.linalg.norm(u), 1e-12)
+        numerical = (at(x + eps * u) - at(x - eps * u)) / (2 * eps)
+        directional = float(np.sum(analytic * u))
+        error = abs(directional - numerical)
+        if error > worst[0]:
+            worst = (error, directional, numerical)
+        ok &= bool(_close(np.float64(directional), np.float64(numerical), atol, rtol))
+    if ok:
+        return True, f"ok ({n} random directions, max error {worst[0]:.2e})"
+    return False, f"directional derivative: analytic {worst[1]:.6g}, numerical {worst[2]:.6g} (error {worst[0]:.2e})"

@@ -1,0 +1,384 @@
+"""Every primitive of the engine: its numpy forward beside its vjps, one line or block each.
+
+Read a row as ``name = Primitive("name", forward, vjps=(vjp for input 0, vjp for input 1, ...))``.
+A vjp is ``(g, out, *inputs, **attrs) -> gradient for its input``, written with engine ops (so it
+is differentiable again). ``save=`` lists what the vjps read ("out" and/or input positions);
+``broadcasts=True`` means gradients are summed back to each input's shape by `unbroadcast`.
+
+Everything else (mean, var, min, stack, division by a number, ...) is composed from these in
+`autograd.tensor` and `autograd.functions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from autograd.primitive import Primitive
+from autograd.tensor import Tensor
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared helpers: undoing broadcasting, checking axes and shapes
+# ---------------------------------------------------------------------------------------------------
+
+
+def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``g`` over the axes that broadcasting added or stretched, giving it ``shape``.
+
+    If ``x`` of shape ``shape`` was broadcast to ``g.shape``, every copy of an entry received
+    part of the gradient, so the entry's gradient is their sum.
+    """
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, size in enumerate(shape) if size == 1 and g.shape[lead + i] != 1
+    )
+    summed = reduce_sum(g, axis=axes, keepdims=False) if axes else g
+    return summed.reshape(shape) if summed.shape != shape else summed
+
+
+def normalize_axis(op: str, axis: Any, ndim: int, shape: tuple[int, ...] | None = None) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}")
+    if not -ndim <= axis < ndim:
+        of = f"shape {shape}" if shape is not None else "the tensor"
+        raise ValueError(f"{op}: axis {axis} is out of range for {of}, which has {ndim} dims")
+    return int(axis) % ndim
+
+
+def normalize_axes(op: str, axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``None`` -> every axis; an int or a sequence of ints -> sorted non-negative axes."""
+    ndim = len(shape)
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) else axis
+    if not isinstance(axes, (tuple, list)):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {type(axis).__name__} {axis!r}")
+    normalized = tuple(sorted(normalize_axis(op, a, ndim, shape) for a in axes))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
+    return normalized
+
+
+def shape_argument(op: str, args: tuple) -> tuple[int, ...]:
+    """``f(2, 3)`` or ``f((2, 3))`` -> ``(2, 3)``, checking that every entry is an int."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    for a in args:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{op}: sizes must be ints, got {type(a).__name__} {a!r} in {args}")
+    return tuple(int(a) for a in args)
+
+
+def permutation(op: str, axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    perm = tuple(normalize_axis(op, a, ndim) for a in axes)
+    if sorted(perm) != list(range(ndim)):
+        raise ValueError(f"{op}: axes {axes} are not a permutation of the {ndim} axes of the tensor")
+    return perm
+
+
+def expanded_shape(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
+    """Resolve ``-1`` entries of an `expand` target and check that ``shape`` broadcasts to it."""
+    if len(target) < len(shape):
+        raise ValueError(f"expand: cannot expand shape {shape} to fewer dims {target}")
+    lead = len(target) - len(shape)
+    resolved = list(target)
+    for i, size in enumerate(target):
+        own = shape[i - lead] if i >= lead else None
+        if size == -1:
+            if own is None:
+                raise ValueError(f"expand: -1 is not allowed for the new leading axis {i} in {target}")
+            resolved[i] = own
+        elif size < 0 or (own is not None and own not in (1, size)):
+            raise ValueError(f"expand: shape {shape} cannot be expanded to {target} (axis {i}: {own} -> {size})")
+    return tuple(resolved)
+
+
+def _explain_broadcast(op: str, error: Exception, *tensors: Tensor, **attrs: Any) -> str | None:
+    try:
+        np.broadcast_shapes(*(t.shape for t in tensors))
+    except ValueError:
+        shapes = " and ".join(str(tuple(t.shape)) for t in tensors)
+        return f"{op}: shapes {shapes} do not broadcast"
+    return None
+
+
+def _expand_reduced(g: Tensor, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> Tensor:
+    """Give a reduction's gradient back its reduced axes (as size 1), then broadcast to ``shape``."""
+    if not keepdims:
+        g = g.reshape(tuple(1 if i in axis else n for i, n in enumerate(shape)))
+    return g.expand(shape)
+
+
+def _zeros_like(g: Tensor) -> Tensor:
+    return Tensor._make(np.zeros((), dtype=g.dtype), None, False)
+
+
+def _constant(array: np.ndarray) -> Tensor:
+    return Tensor._make(array, None, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Elementwise, one input
+# ---------------------------------------------------------------------------------------------------
+
+neg = Primitive("neg", np.negative, vjps=(lambda g, out, x: -g,), save=())
+exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",))
+log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))
+sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))
+tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
+sigmoid = Primitive(  # 1 / (1 + e^-x) written as (1 + tanh(x/2)) / 2: no overflow for large |x|
+    "sigmoid", lambda x: np.tanh(x * 0.5) * 0.5 + 0.5,
+    vjps=(lambda g, out, x: g * (out * (1.0 - out)),), save=("out",),
+)  # fmt: skip
+relu = Primitive("relu", lambda x: np.maximum(x, 0), vjps=(lambda g, out, x: g * (out > 0),), save=("out",))
+absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=(0,))
+cast = Primitive("cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: g.astype(x.dtype),), save=())
+
+# Piecewise-constant or boolean results: no gradient.
+sign = Primitive("sign", np.sign)
+less = Primitive("less", np.less, explain=_explain_broadcast)
+less_equal = Primitive("less_equal", np.less_equal, explain=_explain_broadcast)
+greater = Primitive("greater", np.greater, explain=_explain_broadcast)
+greater_equal = Primitive("greater_equal", np.greater_equal, explain=_explain_broadcast)
+equal = Primitive("equal", np.equal, explain=_explain_broadcast)
+not_equal = Primitive("not_equal", np.not_equal, explain=_explain_broadcast)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Elementwise, two or three inputs (numpy broadcasting; gradients unbroadcast by the engine)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _binary(name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str | int]) -> Primitive:
+    return Primitive(name, forward, vjps=(vjp_x, vjp_y), save=save, broadcasts=True, explain=_explain_broadcast)
+
+
+add = _binary("add", np.add, lambda g, out, x, y: g, lambda g, out, x, y: g, save=())
+sub = _binary("sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -g, save=())
+mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save=(0, 1))
+div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
+    "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save=("out", 1)
+)
+power = _binary(  # out = x^y:  dx = g y x^(y-1),  dy = g out log(x)
+    "pow", np.power,
+    lambda g, out, x, y: g * y * x ** (y - 1.0),
+    lambda g, out, x, y: g * out * log(x),
+    save=("out", 0, 1),
+)  # fmt: skip
+
+
+def _tie_weight(x: Tensor, y: Tensor) -> Tensor:
+    """1 where x wins, 0 where y wins, 1/2 at ties (the gradient is shared, as in torch)."""
+    return _constant(np.where(x.data > y.data, 1.0, np.where(x.data == y.data, 0.5, 0.0)).astype(x.dtype))
+
+
+maximum = _binary(
+    "maximum", np.maximum,
+    lambda g, out, x, y: g * _tie_weight(x, y),
+    lambda g, out, x, y: g * _tie_weight(y, x),
+    save=(0, 1),
+)  # fmt: skip
+
+where = Primitive(  # out = cond ? x : y
+    "where", np.where,
+    vjps=(None, lambda g, out, c, x, y: where(c, g, _zeros_like(g)), lambda g, out, c, x, y: where(c, _zeros_like(g), g)),
+    save=(0,), broadcasts=True, explain=_explain_broadcast,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Matrix product: (..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast
+# ---------------------------------------------------------------------------------------------------
+
+
+def _matmul_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    return g @ y.transpose(-1, -2)  # dx = g y^T
+
+
+def _matmul_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product, no batch sum
+        return x.reshape(-1, x.shape[-1]).transpose(-1, -2) @ g.reshape(-1, g.shape[-1])
+    return x.transpose(-1, -2) @ g  # dy = x^T g
+
+
+def _explain_matmul(op: str, error: Exception, x: Tensor, y: Tensor) -> str:
+    if x.shape[-1] != y.shape[-2]:
+        return f"matmul: shapes {x.shape} and {y.shape} do not align ({x.shape[-1]} != {y.shape[-2]})"
+    return f"matmul: batch shapes {x.shape[:-2]} and {y.shape[:-2]} do not broadcast (shapes {x.shape} and {y.shape})"
+
+
+_matmul = Primitive(
+    "matmul", np.matmul, vjps=(_matmul_vjp_x, _matmul_vjp_y), save=(0, 1), broadcasts=True, explain=_explain_matmul
+)
+
+
+def matmul(x: Tensor, y: Tensor) -> Tensor:
+    """numpy's ``@``: 1-D operands are promoted to a row or a column and the axis dropped again."""
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {x.shape} and {y.shape}; use * for scalars")
+    if x.ndim >= 2 and y.ndim >= 2:
+        return _matmul(x, y)
+    out = _matmul(x.reshape(1, -1) if x.ndim == 1 else x, y.reshape(-1, 1) if y.ndim == 1 else y)
+    if x.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if y.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reductions (axis: a sorted tuple of non-negative ints, from normalize_axes)
+# ---------------------------------------------------------------------------------------------------
+
+reduce_sum = Primitive(
+    "sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+    vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),), save=(),
+)  # fmt: skip
+
+
+def _max_vjp(g: Tensor, out: Tensor, x: Tensor, axis: tuple[int, ...], keepdims: bool) -> Tensor:
+    winners = x.data == (out.data if keepdims else np.expand_dims(out.data, axis))
+    share = winners / winners.sum(axis=axis, keepdims=True)  # ties split the gradient
+    return _expand_reduced(g, x.shape, axis, keepdims) * _constant(share.astype(x.dtype, copy=False))
+
+
+reduce_max = Primitive(
+    "max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+    vjps=(_max_vjp,), save=("out", 0),
+)  # fmt: skip
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """e^(x - max) / sum e^(x - max), in place on one temporary (the shift keeps exp from overflowing)."""
+    e = x - x.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """(x - max) - log sum e^(x - max)."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+softmax = Primitive(  # y = softmax(x):  dx = y (g - sum(g y))
+    "softmax", _softmax,
+    vjps=(lambda g, out, x, axis: out * (g - (g * out).sum(axis=axis, keepdims=True)),), save=("out",),
+)  # fmt: skip
+log_softmax = Primitive(  # y = log_softmax(x):  dx = g - e^y sum(g)
+    "log_softmax", _log_softmax,
+    vjps=(lambda g, out, x, axis: g - exp(out) * g.sum(axis=axis, keepdims=True),), save=("out",),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shapes: views of the same data, whose vjps undo the view
+# ---------------------------------------------------------------------------------------------------
+
+
+def _explain_reshape(op: str, error: Exception, x: Tensor, shape: tuple[int, ...]) -> str:
+    return f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}"
+
+
+reshape = Primitive(
+    "reshape", lambda x, shape: x.reshape(shape),
+    vjps=(lambda g, out, x, shape: g.reshape(x.shape),), save=(), explain=_explain_reshape,
+)  # fmt: skip
+permute = Primitive(
+    "permute", lambda x, axes: x.transpose(axes),
+    vjps=(lambda g, out, x, axes: g.permute(*np.argsort(axes).tolist()),), save=(),
+)  # fmt: skip
+expand = Primitive(
+    "expand", lambda x, shape: np.broadcast_to(x, shape),
+    vjps=(lambda g, out, x, shape: unbroadcast(g, x.shape),), save=(),
+)  # fmt: skip
+
+
+def _concatenate_vjp(i: int, g: Tensor, out: Tensor, *inputs: Any, axis: int) -> Tensor:
+    start = sum(x.shape[axis] for x in inputs[:i])
+    window = (slice(None),) * axis + (slice(start, start + inputs[i].shape[axis]),)
+    return g[window]
+
+
+def _explain_concatenate(op: str, error: Exception, *tensors: Tensor, axis: int) -> str:
+    shapes = ", ".join(str(t.shape) for t in tensors)
+    return f"concatenate: shapes {shapes} must match except along axis {axis}"
+
+
+concatenate = Primitive(
+    "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+    vjps=_concatenate_vjp, save=(), explain=_explain_concatenate,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Indexing: x[index] and its transpose, scattering a gradient back (each is the other's vjp)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _is_basic(index: tuple) -> bool:
+    """Basic indexing (ints, slices, None, ...) selects each entry at most once."""
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in index)
+
+
+def _scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> np.ndarray:
+    """zeros(shape) with ``g`` added at ``[index]``; repeated indices accumulate."""
+    out = np.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+def _explain_getitem(op: str, error: Exception, x: Tensor, index: tuple) -> str:
+    return f"getitem: index {_show_index(index)} is invalid for a tensor of shape {x.shape}: {error}"
+
+
+def _show_index(index: tuple) -> str:
+    parts = [f"array{i.shape}" if isinstance(i, np.ndarray) and i.size > 8 else repr(i) for i in index]
+    return "[" + ", ".join(parts) + "]"
+
+
+getitem = Primitive(
+    "getitem", lambda x, index: x[index],
+    vjps=(lambda g, out, x, index: scatter_add(g, shape=x.shape, index=index),), save=(), explain=_explain_getitem,
+)  # fmt: skip
+scatter_add = Primitive(
+    "scatter_add", lambda g, shape, index: _scatter_add(g, shape, index),
+    vjps=(lambda g, out, x, shape, index: getitem(g, index=index),), save=(),
+)  # fmt: skip
+
+
+def index_argument(index: Any) -> tuple:
+    """Normalise ``x[index]``: always a tuple; Tensors and lists become arrays; check integer kinds."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    normalized = []
+    for i in index:
+        if isinstance(i, Tensor):
+            i = i.data
+        elif isinstance(i, list):
+            i = np.asarray(i)
+        if isinstance(i, np.ndarray):
+            if i.dtype.kind == "b":
+                normalized.extend(np.nonzero(i))  # a mask selects the positions where it is True
+                continue
+            if i.dtype.kind not in "iu":
+                raise IndexError(f"getitem: index arrays must hold integers or bools, got dtype {i.dtype}")
+        elif isinstance(i, (bool, np.bool_)):
+            raise IndexError("getitem: a bare True/False index is not supported")
+        elif not (isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis):
+            raise IndexError(f"getitem: unsupported index {i!r} of type {type(i).__name__}")
+        normalized.append(i)
+    return tuple(normalized)
+
+
+for _primitive in [value for value in list(globals().values()) if isinstance(value, Primitive)]:
+    _primitive.trusted = True

@@ -1,0 +1,396 @@
+"""Primitives and the graph they record.
+
+A `Primitive` pairs a numpy forward with one vjp per input. Calling it on tensors runs the forward
+and, when some input requires grad and recording is on, appends a `Node` to the graph:
+
+    node.op       the primitive                    node.inputs  the input nodes (one per argument)
+    node.saved    arrays the vjps need (released after backward unless retain_graph=True)
+    node.scope    the names of the enclosing `scope(...)` blocks, outermost first
+
+Nodes never hold their output `Tensor` strongly, so an activation that no vjp needs is freed as
+soon as the forward pass drops it; the graph's structure (op, shapes, scopes) outlives its data.
+
+A vjp receives ``(g, out, *inputs, **attrs)`` as Tensors and returns the gradient for its input
+as a Tensor, written with engine ops: run while recording (``create_graph=True``) the gradient
+is itself a graph, so it can be differentiated again and drawn.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from autograd.tensor import Tensor
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class _State:
+    """Process-wide switches read on every op (a plain object: cheaper than thread-locals)."""
+
+    grad_enabled: bool = True
+    anomaly: bool = False
+    scope: tuple[str, ...] = ()
+    vjp_of: Node | None = None  # while a vjp runs with create_graph: the forward node it belongs to
+
+
+STATE = _State()
+_TENSOR: Any = None  # autograd.tensor.Tensor, bound when that module loads (it imports this one)
+_as_tensor: Any = None
+
+
+class AnomalyError(RuntimeError):
+    """An op produced NaN or Inf inside `detect_anomaly()`."""
+
+
+class GraphReleasedError(RuntimeError):
+    """Backward reached a node whose saved arrays were already freed by an earlier backward."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Switches: no_grad, enable_grad, scope, detect_anomaly
+# ---------------------------------------------------------------------------------------------------
+
+
+class _GradMode:
+    """Context manager and decorator that sets whether ops are recorded."""
+
+    enabled: bool
+
+    def __enter__(self) -> None:
+        self._previous = STATE.grad_enabled
+        STATE.grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        STATE.grad_enabled = self._previous
+
+    def __call__(self, fn: Callable) -> Callable:
+        import functools
+
+        mode = type(self)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with mode():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801 (named like torch.no_grad, which users know)
+    """Inside ``with no_grad():`` (or a function decorated ``@no_grad()``) nothing is recorded:
+    results have ``requires_grad=False`` and no graph is kept alive."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):  # noqa: N801
+    """Turn recording back on inside a `no_grad` block."""
+
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return STATE.grad_enabled
+
+
+@contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Tag every op created inside with ``name`` (a name stack, like ``jax.named_scope``).
+
+    Scopes nest: ops made in ``with scope("block"): with scope("attn"): ...`` have
+    ``node.scope == ("block", "attn")``. Modules use it so a graph can be drawn one box per module.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"scope: name must be a non-empty string, got {name!r}")
+    previous = STATE.scope
+    STATE.scope = previous + (name,)
+    try:
+        yield
+    finally:
+        STATE.scope = previous
+
+
+def current_scope() -> tuple[str, ...]:
+    return STATE.scope
+
+
+@contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise `AnomalyError` at the first op whose forward output or vjp output holds NaN or Inf.
+
+    The error names the op and the file:line of the user code that created it. Recording where
+    each op was created costs a stack walk per op, so this is a debugging mode, off by default.
+    """
+    previous = STATE.anomaly
+    STATE.anomaly = True
+    try:
+        yield
+    finally:
+        STATE.anomaly = previous
+
+
+def user_site() -> str:
+    """'file:line: source' of the innermost caller outside this package (where an op was written)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    source = linecache.getline(filename, line).strip()
+    return f"{filename}:{line}" + (f": {source}" if source else "")
+
+
+def _non_finite_summary(array: np.ndarray) -> str | None:
+    """None if every entry is finite, else a short count of the NaNs and Infs."""
+    if array.dtype.kind not in "fc" or np.isfinite(array).all():
+        return None
+    n_nan = int(np.isnan(array).sum())
+    n_inf = int(np.isinf(array).sum())
+    return f"{n_nan} NaN and {n_inf} Inf among {array.size} values"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Graph nodes
+# ---------------------------------------------------------------------------------------------------
+
+
+class Node:
+    """One vertex of the recorded graph: a leaf, a constant, or the output of one primitive.
+
+    Public, read-only view for tools (`viz`, debuggers): ``op_name``, ``inputs``, ``shape``,
+    ``dtype``, ``attrs``, ``scope``, ``requires_grad``, ``is_leaf``, ``tensor`` (the tensor if it
+    is still alive), ``value`` (its array, when available), ``grad`` (a leaf's ``.grad``),
+    ``name`` (a leaf's name, e.g. a parameter's), ``vjp_of`` (for nodes made by a vjp under
+    ``create_graph=True``: the forward node whose gradient they compute), and ``site``.
+    """
+
+    __slots__ = (
+        "op", "inputs", "saved", "attrs", "shape", "dtype", "scope", "requires_grad",
+        "released", "site", "vjp_of", "_tensor", "_small_value", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        op: Primitive | None,
+        inputs: tuple[Node, ...],
+        saved: tuple[np.ndarray | None, ...] | None,
+        attrs: dict[str, Any],
+        tensor: Tensor,
+        requires_grad: bool,
+    ) -> None:
+        data = tensor.data
+        self.op = op
+        self.inputs = inputs
+        self.saved = saved
+        self.attrs = attrs
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.scope = STATE.scope
+        self.requires_grad = requires_grad
+        self.released = False
+        self.site = user_site() if STATE.anomaly else None
+        self.vjp_of = STATE.vjp_of
+        self._tensor = weakref.ref(tensor)
+        # Scalars are kept so small expressions can be drawn with their values (micrograd style).
+        self._small_value = data if data.size == 1 else None
+
+    # -- the public view -------------------------------------------------------------------------
+    @property
+    def op_name(self) -> str:
+        if self.op is not None:
+            return self.op.name
+        return "leaf" if self.requires_grad else "const"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op is None
+
+    @property
+    def tensor(self) -> Tensor | None:
+        return self._tensor()
+
+    @property
+    def value(self) -> np.ndarray | None:
+        tensor = self._tensor()
+        return tensor.data if tensor is not None else self._small_value
+
+    @property
+    def grad(self) -> Tensor | None:
+        tensor = self._tensor()
+        return tensor.grad if tensor is not None else None
+
+    @property
+    def name(self) -> str | None:
+        tensor = self._tensor()
+        return tensor.name if tensor is not None else None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __getattr__(self, attr: str) -> Any:
+        # Reached only for attributes a Node lacks: most likely a vjp using an input that its
+        # primitive did not declare in `save=`, so it was handed this shape-only node instead.
+        raise AttributeError(
+            f"'Node' has no attribute {attr!r}. If this happened inside a vjp, the primitive was handed "
+            "only the shape of an input it did not save: add that input to the primitive's save=."
+        )
+
+    def __repr__(self) -> str:
+        where = f" in {'/'.join(self.scope)}" if self.scope else ""
+        return f"Node({self.op_name}, shape={self.shape}, dtype={self.dtype}{where})"
+
+
+def node_of(tensor: Tensor) -> Node:
+    """The node for `tensor`, creating a leaf/constant node the first time it is used in a graph."""
+    node = tensor._node
+    if node is None:
+        node = Node(None, (), None, {}, tensor, tensor.requires_grad)
+        tensor._node = node
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------------------------------
+
+Vjp = Callable[..., "Tensor"]
+
+
+class Primitive:
+    """An op with a numpy forward and, per input, a vjp written with engine ops.
+
+    ``forward(*arrays, **attrs) -> array`` computes the output. ``vjps[i](g, out, *inputs, **attrs)``
+    returns the gradient for input ``i`` (``None`` in ``vjps`` marks an input with no gradient,
+    such as an index). ``save`` lists what the vjps read: ``"out"`` and/or input positions
+    (``0``, ``1``, ...); inputs not saved arrive as shape-only `Node`s, so their arrays can be freed
+    early. By default everything is saved. With ``broadcasts=True`` a gradient whose shape is the
+    broadcast shape is summed back to its input's shape (`unbroadcast`), in this one place.
+
+    Example: a numerically stable softplus, ``log(1 + e^x)``, whose derivative is ``sigmoid(x)``::
+
+        softplus = Primitive("softplus", lambda x: np.logaddexp(0.0, x),
+                             vjps=(lambda g, out, x: g * x.sigmoid(),), save=(0,))
+        y = softplus(x)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        forward: Callable[..., np.ndarray],
+        vjps: Sequence[Vjp | None] | Callable[..., Tensor] | None = None,
+        *,
+        save: Sequence[str | int] | None = None,
+        broadcasts: bool = False,
+        explain: Callable[..., str] | None = None,
+    ) -> None:
+        self.name = name
+        self.forward = forward
+        # A single callable serves every input of a variadic op: vjp(i, g, out, *inputs, **attrs).
+        self.variadic_vjp = vjps if callable(vjps) else None
+        self.vjps = None if vjps is None or callable(vjps) else tuple(vjps)
+        self.differentiable = self.variadic_vjp is not None or (
+            self.vjps is not None and any(v is not None for v in self.vjps)
+        )
+        n_inputs = len(self.vjps) if self.vjps is not None else None
+        if save is None:
+            self.save_out, self.save_inputs = True, None  # None: every input
+        else:
+            self.save_out = "out" in save
+            self.save_inputs = frozenset(i for i in save if i != "out")
+            bad = [i for i in self.save_inputs if not isinstance(i, int) or (n_inputs and i >= n_inputs)]
+            if bad:
+                raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
+        self.broadcasts = broadcasts
+        self.explain = explain
+        # The engine's own primitives are known to return fresh gradient arrays (or their `g`
+        # unchanged), so the backward walk may keep them without a defensive copy.
+        self.trusted = False
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name!r})"
+
+    def vjp(self, index: int) -> Vjp | None:
+        """The vjp for input ``index`` (None if that input has no gradient)."""
+        if self.variadic_vjp is not None:
+            fn = self.variadic_vjp
+            return lambda g, out, *inputs, **attrs: fn(index, g, out, *inputs, **attrs)
+        return self.vjps[index] if self.vjps is not None else None
+
+    def __call__(self, *inputs: Tensor | Any, **attrs: Any) -> Tensor:
+        make = _TENSOR._make
+        for x in inputs:
+            if type(x) is not _TENSOR:
+                inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
+                break
+        if self.vjps is not None and len(inputs) != len(self.vjps):
+            raise TypeError(f"{self.name}: expected {len(self.vjps)} inputs, got {len(inputs)}")
+        try:
+            out = self.forward(*[t.data for t in inputs], **attrs)
+        except (ValueError, IndexError, TypeError, OverflowError) as error:
+            raise self._forward_error(error, inputs, attrs) from None
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        if STATE.anomaly:
+            self._check_forward(out, inputs)
+        if STATE.grad_enabled and self.differentiable:
+            for t in inputs:
+                if t.requires_grad:
+                    result = make(out, None, True)
+                    parents = tuple([t._node or node_of(t) for t in inputs])
+                    result._node = Node(self, parents, self._saved(out, inputs), attrs, result, True)
+                    return result
+        return make(out, None, False)
+
+    def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
+        keep = self.save_inputs
+        if keep is None:
+            return (out, *[t.data for t in tensors])
+        return (out if self.save_out else None, *[t.data if i in keep else None for i, t in enumerate(tensors)])
+
+    def _check_forward(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> None:
+        problem = _non_finite_summary(out)
+        if problem is not None:
+            raise AnomalyError(
+                f"detect_anomaly: forward of '{self.name}' produced {problem}\n"
+                f"  created at {user_site()}\n  inputs: {_describe(tensors)}"
+            )
+
+    def _forward_error(self, error: Exception, tensors: tuple[Tensor, ...], attrs: dict) -> Exception:
+        """Turn numpy's complaint into one that names this op and the shapes involved."""
+        if self.explain is not None:
+            message = self.explain(self.name, error, *tensors, **attrs)
+            if message is not None:
+                return type(error)(message) if not isinstance(error, OverflowError) else ValueError(message)
+        detail = ", ".join(f"{k}={v!r}" for k, v in attrs.items() if k != "index")
+        kind = ValueError if isinstance(error, OverflowError) else type(error)
+        return kind(f"{self.name}: {error} (inputs: {_describe(tensors)}{'; ' + detail if detail else ''})")
+
+
+def _describe(tensors: Sequence[Tensor]) -> str:
+    return ", ".join(f"{t.dtype} {tuple(t.shape)}" for t in tensors)
+
+
+def check_finite_grad(node: Node, index: int, grad: np.ndarray) -> None:
+    """In anomaly mode: raise if the gradient a vjp produced holds NaN or Inf."""
+    problem = _non_finite_summary(grad)
+    if problem is not None:
+        created = node.site or "<unknown: run the forward pass inside detect_anomaly() to record it>"
+        raise AnomalyError(
+            f"detect_anomaly: backward of '{node.op_name}' produced {problem} in the gradient "
+            f"for its input {index} (shape {node.inputs[index].shape})\n  the op was created at {created}"
+        )

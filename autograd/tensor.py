@@ -1,0 +1,399 @@
+"""The `Tensor`: a numpy array plus what reverse-mode autodiff needs to know about it.
+
+Every method is a thin call into a primitive of `autograd.ops` (or a composition of them), so this
+file reads as the list of what a tensor can do. Numbers on either side of an operator follow
+numpy's rules for Python scalars: ``x * 2.0`` keeps ``x``'s float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from autograd.primitive import Node
+
+DEFAULT_DTYPE = np.dtype(np.float32)
+Axis = int | Sequence[int] | None
+
+
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{what}: dtype {dtype} is not supported; use a float, integer or bool dtype")
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it and differentiate through them.
+
+    ``Tensor(data, requires_grad=False, dtype=None)``: numpy arrays keep their dtype (and share
+    memory, like ``torch.from_numpy``); Python numbers and lists become float32 unless ``dtype``
+    says otherwise. Only floating-point tensors can require grad.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "name", "_node", "__weakref__")
+    __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * Tensor -> Tensor
+
+    data: np.ndarray
+    grad: Tensor | None
+    requires_grad: bool
+    name: str | None
+    _node: Node | None
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        array = _to_array(data, dtype)
+        if requires_grad and array.dtype.kind != "f":
+            raise TypeError(
+                f"Tensor: requires_grad=True needs a floating-point tensor, got dtype {array.dtype}; "
+                "integer and bool tensors index and compare but are never differentiated"
+            )
+        self.data = array
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = None
+        self._node = None
+
+    @classmethod
+    def _make(cls, data: np.ndarray, node: Node | None, requires_grad: bool) -> Tensor:
+        """Fast internal constructor for op results (no validation)."""
+        tensor = object.__new__(cls)
+        tensor.data = data
+        tensor.grad = None
+        tensor.requires_grad = requires_grad
+        tensor.name = None
+        tensor._node = node
+        return tensor
+
+    # -- array-like attributes -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def node(self) -> Node | None:
+        """The graph node that produced this tensor (None for a tensor outside any graph)."""
+        return self._node
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None or self._node.op is None
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shared, not copied)."""
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item: only a tensor with one element converts to a Python number, got shape {self.shape}")
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """The same data, cut off from the graph (requires_grad=False)."""
+        return Tensor._make(self.data, None, False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Make this leaf tensor require grad (in place), as torch does."""
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad_: a tensor of dtype {self.dtype} cannot require grad (floats only)")
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad; use .detach() first")
+        self.requires_grad = bool(requires_grad)
+        self._node = None  # a new leaf node is made on next use
+        return self
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # by identity, like torch: tensors can key dicts and sets
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(", threshold=64)
+        extras = [f"dtype={self.dtype}"]
+        if self.requires_grad:
+            extras.append("requires_grad=True")
+        if self._node is not None and self._node.op is not None:
+            extras.append(f"op={self._node.op.name}")
+        if self.name:
+            extras.append(f"name={self.name!r}")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+    # -- autodiff --------------------------------------------------------------------------------
+    def backward(self, gradient: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+        ``gradient`` is d(loss)/d(self); it may be omitted for a single-element tensor. The graph's
+        saved arrays are freed afterwards unless ``retain_graph=True``. With ``create_graph=True``
+        the gradients are recorded too, so they can be differentiated again.
+        """
+        from autograd.backward import backward
+
+        backward(self, gradient, retain_graph=retain_graph or create_graph, create_graph=create_graph)
+
+    # -- operators -------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return _ops.add(self, lift(other, self))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _ops.add(lift(other, self), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _ops.sub(self, lift(other, self))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _ops.sub(lift(other, self), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _ops.mul(self, lift(other, self))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _ops.mul(lift(other, self), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _ops.div(self, lift(other, self))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _ops.div(lift(other, self), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _ops.power(self, lift(other, self))
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _ops.power(lift(other, self), self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _ops.matmul(self, as_tensor(other, "matmul operand"))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _ops.matmul(as_tensor(other, "matmul operand"), self)
+
+    def __neg__(self) -> Tensor:
+        return _ops.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _ops.less(self, lift(other, self))
+
+    def __le__(self, other: Any) -> Tensor:
+        return _ops.less_equal(self, lift(other, self))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _ops.greater(self, lift(other, self))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _ops.greater_equal(self, lift(other, self))
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _ops.equal(self, lift(other, self))
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _ops.not_equal(self, lift(other, self))
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _ops.getitem(self, index=_ops.index_argument(index))
+
+    # -- elementwise -----------------------------------------------------------------------------
+    def exp(self) -> Tensor:
+        return _ops.exp(self)
+
+    def log(self) -> Tensor:
+        return _ops.log(self)
+
+    def sqrt(self) -> Tensor:
+        return _ops.sqrt(self)
+
+    def tanh(self) -> Tensor:
+        return _ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return _ops.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return _ops.relu(self)
+
+    def abs(self) -> Tensor:
+        return _ops.absolute(self)
+
+    def astype(self, dtype: Any) -> Tensor:
+        """A copy converted to ``dtype`` (differentiable between float dtypes)."""
+        dtype = np.dtype(dtype)
+        _check_dtype(dtype, "astype")
+        if dtype == self.dtype:
+            return self
+        return _ops.cast(self, dtype=dtype)
+
+    # -- reductions ------------------------------------------------------------------------------
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return _ops.reduce_sum(self, axis=_ops.normalize_axes("sum", axis, self.shape), keepdims=keepdims)
+
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        axes = _ops.normalize_axes("mean", axis, self.shape)
+        count = int(np.prod([self.shape[a] for a in axes]))
+        if count == 0:
+            raise ValueError(f"mean: cannot average over an empty axis (shape {self.shape}, axis {axis})")
+        return _ops.reduce_sum(self, axis=axes, keepdims=keepdims) * (1.0 / count)
+
+    def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+        """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
+        axes = _ops.normalize_axes("var", axis, self.shape)
+        count = int(np.prod([self.shape[a] for a in axes]))
+        if count - ddof <= 0:
+            raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
+        centered = self - self.mean(axis=axes, keepdims=True)
+        return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+
+    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Maximum; its gradient is shared equally among tied maxima."""
+        return _ops.reduce_max(self, axis=_ops.normalize_axes("max", axis, self.shape), keepdims=keepdims)
+
+    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return -((-self).max(axis=axis, keepdims=keepdims))
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return _ops.softmax(self, axis=_ops.normalize_axis("softmax", axis, self.ndim, self.shape))
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return _ops.log_softmax(self, axis=_ops.normalize_axis("log_softmax", axis, self.ndim, self.shape))
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+        shape_t = _ops.shape_argument("reshape", shape)
+        if shape_t == self.shape:
+            return self
+        return _ops.reshape(self, shape=shape_t)
+
+    def permute(self, *axes: int | Sequence[int]) -> Tensor:
+        perm = _ops.permutation("permute", _ops.shape_argument("permute", axes), self.ndim)
+        if perm == tuple(range(self.ndim)):
+            return self
+        return _ops.permute(self, axes=perm)
+
+    def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
+        """Swap two axes (by default the last two, as for a batch of matrices)."""
+        a = _ops.normalize_axis("transpose", axis0, self.ndim, self.shape)
+        b = _ops.normalize_axis("transpose", axis1, self.ndim, self.shape)
+        perm = list(range(self.ndim))
+        perm[a], perm[b] = perm[b], perm[a]
+        return self.permute(*perm)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 (numpy's name)
+        """All axes reversed, as numpy's ``.T``."""
+        return self.permute(*reversed(range(self.ndim)))
+
+    def expand(self, *shape: int | Sequence[int]) -> Tensor:
+        """Broadcast to ``shape`` without copying; ``-1`` keeps an axis's size."""
+        target = _ops.shape_argument("expand", shape)
+        target = _ops.expanded_shape(self.shape, target)
+        if target == self.shape:
+            return self
+        return _ops.expand(self, shape=target)
+
+    def flatten(self) -> Tensor:
+        return self.reshape(-1)
+
+    def squeeze(self, axis: int) -> Tensor:
+        a = _ops.normalize_axis("squeeze", axis, self.ndim, self.shape)
+        if self.shape[a] != 1:
+            raise ValueError(f"squeeze: axis {axis} of shape {self.shape} has size {self.shape[a]}, not 1")
+        return self.reshape(self.shape[:a] + self.shape[a + 1 :])
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        a = _ops.normalize_axis("unsqueeze", axis, self.ndim + 1)
+        return self.reshape(self.shape[:a] + (1,) + self.shape[a:])
+
+
+def _to_array(data: Any, dtype: Any) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, Node):
+        raise TypeError("Tensor: got a graph Node, not data")
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise TypeError(f"Tensor: {dtype!r} is not a dtype ({error})") from None
+        _check_dtype(dtype, "Tensor")
+    elif not isinstance(data, (np.ndarray, np.generic)):
+        dtype = DEFAULT_DTYPE  # Python numbers and lists
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise TypeError(f"Tensor: cannot make an array from {type(data).__name__}: {error}") from None
+    _check_dtype(array.dtype, "Tensor")
+    return array
+
+
+def as_tensor(value: Any, name: str = "argument") -> Tensor:
+    """``value`` as a constant Tensor (a Tensor is returned unchanged)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, Node):
+        raise TypeError(
+            f"{name}: got a shape-only graph Node. Inside a vjp this means the input was not saved; "
+            "add it to the primitive's save="
+        )
+    if isinstance(value, (bool, int, float)):
+        return Tensor._make(np.asarray(value, dtype=DEFAULT_DTYPE if isinstance(value, float) else None), None, False)
+    if isinstance(value, (np.ndarray, np.generic, list, tuple)):
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        _check_dtype(array.dtype, name)
+        return Tensor._make(array, None, False)
+    raise TypeError(f"{name}: expected a Tensor, an array or a number, got {type(value).__name__}")
+
+
+def lift(value: Any, like: Tensor) -> Tensor:
+    """The other operand of a binary operator as a Tensor, with numpy's rules for Python scalars.
+
+    A Python number takes ``like``'s dtype when that loses nothing (a float into a float tensor, an
+    int into an int tensor), so ``float32_tensor * 2.0`` stays float32, as in numpy.
+    """
+    if type(value) is Tensor:
+        return value
+    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic | Tensor):
+        kind = like.data.dtype.kind
+        if kind == "f" or (kind in "iu" and not isinstance(value, float)) or kind == "b" and isinstance(value, bool):
+            try:
+                return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
+            except OverflowError:
+                raise ValueError(f"the number {value} does not fit in the tensor's dtype {like.dtype}") from None
+        return Tensor._make(np.asarray(value), None, False)
+    if isinstance(value, float):  # numpy float scalars (np.float64 is a float): weak, like Python's
+        if like.data.dtype.kind == "f":
+            return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
+    return as_tensor(value, "operand")
+
+
+from autograd import primitive as _primitive  # noqa: E402
+
+_primitive._TENSOR, _primitive._as_tensor = Tensor, as_tensor
+from autograd import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
