@@ -145,7 +145,7 @@ def _walk(
     for root, seed in zip(roots, seeds):
         _accumulate(grads, exclusive, root, seed, False, create_graph)
     found: dict[Node, Tensor] = {}
-    previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of)
+    previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
     try:
         for node in reversed(order):
             g = grads.pop(node, None)
@@ -163,7 +163,7 @@ def _walk(
                 node.saved = None
                 node.released = True
     finally:
-        STATE.grad_enabled, STATE.scope, STATE.vjp_of = previous
+        STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of = previous
     return found
 
 
@@ -178,6 +178,7 @@ def _visit(
         for parent, array in zip(node.inputs, saved[1:])
     ]
     STATE.grad_enabled = create_graph
+    STATE.in_vjp_of = node
     if create_graph:  # the gradient's ops are drawn in the module of the op they differentiate
         STATE.scope, STATE.vjp_of = node.scope, node
     for i, parent in enumerate(node.inputs):

@@ -19,7 +19,6 @@ import numpy as np
 from autograd.primitive import Primitive
 from autograd.tensor import Tensor
 
-
 # ---------------------------------------------------------------------------------------------------
 # Shared helpers: undoing broadcasting, checking axes and shapes
 # ---------------------------------------------------------------------------------------------------
@@ -186,7 +185,11 @@ maximum = _binary(
 
 where = Primitive(  # out = cond ? x : y
     "where", np.where,
-    vjps=(None, lambda g, out, c, x, y: where(c, g, _zeros_like(g)), lambda g, out, c, x, y: where(c, _zeros_like(g), g)),
+    vjps=(
+        None,
+        lambda g, out, c, x, y: where(c, g, _zeros_like(g)),
+        lambda g, out, c, x, y: where(c, _zeros_like(g), g),
+    ),
     save=(0,), broadcasts=True, explain=_explain_broadcast,
 )  # fmt: skip
 
@@ -220,7 +223,9 @@ _matmul = Primitive(
 def matmul(x: Tensor, y: Tensor) -> Tensor:
     """numpy's ``@``: 1-D operands are promoted to a row or a column and the axis dropped again."""
     if x.ndim == 0 or y.ndim == 0:
-        raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {x.shape} and {y.shape}; use * for scalars")
+        raise ValueError(
+            f"matmul: operands must have at least 1 dim, got shapes {x.shape} and {y.shape}; use * for scalars"
+        )
     if x.ndim >= 2 and y.ndim >= 2:
         return _matmul(x, y)
     out = _matmul(x.reshape(1, -1) if x.ndim == 1 else x, y.reshape(-1, 1) if y.ndim == 1 else y)

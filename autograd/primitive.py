@@ -40,6 +40,7 @@ class _State:
     anomaly: bool = False
     scope: tuple[str, ...] = ()
     vjp_of: Node | None = None  # while a vjp runs with create_graph: the forward node it belongs to
+    in_vjp_of: Node | None = None  # while any vjp runs: its node (anomaly reports blame the forward op)
 
 
 STATE = _State()
@@ -364,6 +365,12 @@ class Primitive:
 
     def _check_forward(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> None:
         problem = _non_finite_summary(out)
+        if problem is not None and STATE.in_vjp_of is not None:
+            node = STATE.in_vjp_of
+            raise AnomalyError(
+                f"detect_anomaly: backward of '{node.op_name}' produced {problem} (in its vjp's '{self.name}')\n"
+                f"  the op was created at {_site_or_hint(node)}"
+            )
         if problem is not None:
             raise AnomalyError(
                 f"detect_anomaly: forward of '{self.name}' produced {problem}\n"
@@ -389,8 +396,11 @@ def check_finite_grad(node: Node, index: int, grad: np.ndarray) -> None:
     """In anomaly mode: raise if the gradient a vjp produced holds NaN or Inf."""
     problem = _non_finite_summary(grad)
     if problem is not None:
-        created = node.site or "<unknown: run the forward pass inside detect_anomaly() to record it>"
         raise AnomalyError(
             f"detect_anomaly: backward of '{node.op_name}' produced {problem} in the gradient "
-            f"for its input {index} (shape {node.inputs[index].shape})\n  the op was created at {created}"
+            f"for its input {index} (shape {node.inputs[index].shape})\n  the op was created at {_site_or_hint(node)}"
         )
+
+
+def _site_or_hint(node: Node) -> str:
+    return node.site or "<unknown: run the forward pass inside detect_anomaly() to record it>"

@@ -99,7 +99,7 @@ class Tensor:
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
-            raise ValueError(f"item: only a tensor with one element converts to a Python number, got shape {self.shape}")
+            raise ValueError(f"item: only a one-element tensor converts to a Python number, got shape {self.shape}")
         return self.data.item()
 
     def detach(self) -> Tensor:
@@ -387,9 +387,8 @@ def lift(value: Any, like: Tensor) -> Tensor:
             except OverflowError:
                 raise ValueError(f"the number {value} does not fit in the tensor's dtype {like.dtype}") from None
         return Tensor._make(np.asarray(value), None, False)
-    if isinstance(value, float):  # numpy float scalars (np.float64 is a float): weak, like Python's
-        if like.data.dtype.kind == "f":
-            return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
+    if isinstance(value, float) and like.data.dtype.kind == "f":  # np.float64 is a float: weak, like Python's
+        return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
     return as_tensor(value, "operand")
 
 

@@ -162,7 +162,7 @@ def test_reshape(shape, data):
 
 
 @given(shape=shapes(min_dims=1), data=st.data())
-def test_permute_transpose_T(shape, data):
+def test_permute_transpose_and_t(shape, data):
     x = data.draw(arrays(shape), label="x")
     perm = data.draw(st.permutations(range(len(shape))), label="perm")
     np.testing.assert_array_equal(ag.Tensor(x).permute(*perm).data, x.transpose(perm))

@@ -1,0 +1,224 @@
+"""The backward walk: reuse, diamonds, long chains, no_grad, detach, accumulation, retain_graph."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import autograd as ag
+from autograd import Tensor
+
+
+def leaf(values, dtype=np.float64):
+    return Tensor(np.array(values, dtype=dtype), requires_grad=True)
+
+
+def test_interface_example():
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+    w = Tensor([[1.0, 2.0]] * 4, requires_grad=True)
+    y = ((x @ w).tanh() * 2 - 1).sum()
+    y.backward()
+    assert w.dtype == np.float32 and x.dtype == np.float64
+    t = np.tanh(x.data @ w.data)
+    np.testing.assert_allclose(x.grad.numpy(), (2 * (1 - t**2)) @ w.data.T, rtol=1e-6)
+    np.testing.assert_allclose(w.grad.numpy(), x.data.T @ (2 * (1 - t**2)), rtol=1e-5)
+    assert isinstance(y.item(), float) and isinstance(x.data, np.ndarray)
+
+
+def test_tensor_used_many_times_accumulates():
+    x = leaf([2.0, -1.0])
+    y = x * x + x * 3.0 + x  # dy/dx = 2x + 4
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2 * x.data + 4)
+
+
+def test_diamond():
+    x = leaf(1.5)
+    a = x.exp()
+    b, c = a * 2.0, a.tanh()
+    (b + c).backward()
+    e = np.exp(1.5)
+    np.testing.assert_allclose(x.grad.data, (2 + (1 - np.tanh(e) ** 2)) * e)
+
+
+def test_chain_of_ten_thousand_ops_needs_no_recursion():
+    x = leaf(1.0)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 1.0001**10_000)
+
+
+def test_grads_accumulate_across_backward_calls_like_torch():
+    x = leaf([1.0, 2.0])
+    (x * 3.0).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 3.0 + 2 * x.data)
+
+
+def test_leaf_grads_never_alias_each_other():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data += 1  # in place, as an optimizer might
+    np.testing.assert_allclose(b.grad.data, 1.0)
+    (a + b).sum().backward()  # accumulation into one must not touch the other
+    np.testing.assert_allclose(b.grad.data, 2.0)
+
+
+def test_grad_of_a_sum_is_writable():
+    x = leaf(np.ones((2, 3)))
+    x.sum().backward()
+    x.grad.data *= 2  # not a read-only broadcast view
+    np.testing.assert_allclose(x.grad.data, 2.0)
+
+
+def test_no_grad_records_nothing():
+    x = leaf([1.0])
+    with ag.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y.node is None
+
+    @ag.no_grad()
+    def double(t):
+        return t * 2.0
+
+    assert not double(x).requires_grad
+    assert (x * 2.0).requires_grad  # recording is back on
+    with ag.no_grad(), ag.enable_grad():
+        assert (x * 2.0).requires_grad
+
+
+def test_detach_cuts_the_graph():
+    x = leaf([1.0, 2.0])
+    y = (x * x).detach() * x  # d/dx treats x*x as a constant
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.data, x.data**2)
+    assert np.shares_memory(x.detach().data, x.data)
+
+
+def test_branches_that_need_no_gradient_are_not_computed():
+    calls = []
+
+    def forward(x):
+        return x * 1.0
+
+    def vjp(g, out, x):
+        calls.append(1)
+        return g
+
+    spy = ag.Primitive("spy", forward, vjps=(vjp,), save=())
+    x = leaf([1.0])
+    constant = Tensor(np.array([2.0]))
+    (spy(constant) * x).sum().backward()  # spy's input needs no gradient: no node, no vjp
+    assert calls == []
+    (spy(x) * constant).sum().backward()
+    assert calls == [1]
+
+
+def test_grad_only_visits_what_leads_to_the_inputs():
+    calls = []
+    spy = ag.Primitive("spy", lambda x: x * 1.0, vjps=(lambda g, out, x: calls.append(1) or g,), save=())
+    x, y = leaf([1.0]), leaf([2.0])
+    out = (spy(x) * 2.0 + y * 3.0).sum()
+    (gy,) = ag.grad(out, [y])
+    np.testing.assert_allclose(gy.data, [3.0])
+    assert calls == [] and x.grad is None and y.grad is None
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 4 * x.data)
+
+
+def test_second_backward_through_a_released_graph_raises():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(ag.GraphReleasedError, match="retain_graph=True"):
+        y.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * x.data)  # untouched by the failed call
+
+
+def test_released_graph_keeps_its_structure():
+    x = leaf([1.0, 2.0])
+    y = (x.exp() * 2.0).sum()
+    y.backward()
+    ops = [n.op_name for n in ag.graph.walk(y)]
+    assert ops[-1] == "sum" and "exp" in ops and "mul" in ops
+
+
+def test_activations_are_freed_when_no_vjp_needs_them():
+    x = leaf(np.ones(4))
+    a = x * 2.0  # mul saves x and the constant, not its output
+    ref = weakref.ref(a)
+    b = a + 1.0  # add saves nothing: `a` can go as soon as we drop it
+    del a
+    gc.collect()
+    assert ref() is None
+    b.sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2.0)
+
+
+def test_backward_releases_saved_arrays():
+    x = leaf(np.ones(4))
+    y = x.exp()  # exp saves its output
+    node = y.node
+    y.sum().backward()
+    assert node.saved is None and node.released
+
+
+def test_grad_function_does_not_touch_dot_grad_and_supports_many_outputs():
+    x = leaf([1.0, 2.0])
+    y1, y2 = (x * x).sum(), (x * 3.0).sum()
+    gx, = ag.grad([y1, y2], [x])
+    np.testing.assert_allclose(gx.data, 2 * x.data + 3)
+    assert x.grad is None
+
+
+def test_grad_with_grad_outputs_and_intermediate_inputs():
+    x = leaf([1.0, 2.0, 3.0])
+    h = x * 2.0
+    y = h.exp()
+    gh, gx = ag.grad(y, [h, x], grad_outputs=np.array([1.0, 0.0, -1.0]))
+    np.testing.assert_allclose(gh.data, np.exp(h.data) * [1, 0, -1])
+    np.testing.assert_allclose(gx.data, 2 * gh.data)
+
+
+def test_grad_unused_input():
+    x, z = leaf([1.0]), leaf([5.0])
+    y = (x * 2.0).sum()
+    with pytest.raises(ValueError, match="was not used"):
+        ag.grad(y, [x, z], retain_graph=True)
+    gx, gz = ag.grad(y, [x, z], allow_unused=True)
+    np.testing.assert_allclose(gz.data, [0.0])
+
+
+def test_backward_on_a_leaf_itself():
+    x = leaf(3.0)
+    x.backward()
+    np.testing.assert_allclose(x.grad.data, 1.0)
+
+
+def test_backward_with_explicit_gradient():
+    x = leaf([1.0, 2.0])
+    seed = np.array([10.0, 20.0])
+    (x * 3.0).backward(gradient=seed)
+    np.testing.assert_allclose(x.grad.data, [30.0, 60.0])
+    x.grad.data += 1
+    np.testing.assert_allclose(seed, [10.0, 20.0])  # the caller's array is not the .grad
+
+
+def test_gradients_of_every_node():
+    x = leaf([1.0, 2.0])
+    h = x * 3.0
+    y = h.sum()
+    grads = ag.graph.gradients(y)
+    np.testing.assert_allclose(grads[h.node].data, [1.0, 1.0])
+    np.testing.assert_allclose(grads[x.node].data, [3.0, 3.0])
+    assert x.grad is None
