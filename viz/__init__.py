@@ -1,0 +1,21 @@
+"""viz: pictures of computation graphs (forward and backward, clustered by module) and training plots.
+
+    import viz
+    logits, loss = model(idx, targets)
+    viz.render(loss, "gpt.svg", depth=1, names=dict(model.named_parameters()))
+    viz.draw_graph(loss, backward=True)          # a graphviz.Digraph (shows itself in Jupyter)
+    viz.to_dot(loss)                             # DOT text, needs no Graphviz program
+    viz.plot_attention(weights, tokens, "attention.png")
+    viz.plot_losses(train=[(0, 4.2), (100, 2.1)], path="losses.png")
+
+Files: `viz.graph` reads the engine's graph into a neutral description (scopes, collapsing,
+max_nodes); `viz.dot` turns it into DOT (labels, colours, legend); `viz.program` finds the program
+that renders DOT; `viz.render` writes files; `viz.plots` draws matplotlib plots.
+"""
+
+from viz.draw import draw_graph, to_dot
+from viz.plots import plot_attention, plot_losses
+from viz.program import RenderError
+from viz.render import render
+
+__all__ = ["RenderError", "draw_graph", "plot_attention", "plot_losses", "render", "to_dot"]

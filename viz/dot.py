@@ -1,0 +1,299 @@
+"""The neutral description of `viz.graph` as a `graphviz.Digraph`: labels, colours, boxes, legend.
+
+Node shapes and fills (the legend in each picture repeats this):
+
+    parameter      blue box          a leaf that requires grad, named by its parameter name
+    constant       grey box          data, a mask, a number in an expression (shown as the number)
+    op             yellow, rounded   the op, its attributes, and the shape and dtype of its output
+    backward op    red, rounded      an op of the gradient computation (``backward=True``)
+    module         green 3-d box     a collapsed module: parameter count, op count, output shape
+    value          white record      "records" style: a tensor, as in micrograd (name | data | grad)
+
+Edges: solid grey, data flowing into an op; dotted light grey, a forward tensor a backward op
+reads; dashed red, "is the gradient of" (from a gradient to its forward tensor). With
+``grad_health=True`` the fill is the gradient-norm colour of `viz.colors` instead.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+from viz import colors
+from viz.graph import CONST, MODULE, OP, PARAM, SUMMARY, VALUE, VizEdge, VizGraph, VizNode
+from viz.program import Drawing
+
+OP_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}  # records style
+SMALL = 9  # point size of the second and later label lines
+
+
+def to_digraph(
+    graph: VizGraph,
+    *,
+    rankdir: str = "TB",
+    grad_health: bool = False,
+    legend: bool = True,
+    title: str | None = None,
+) -> Drawing:
+    """Emit ``graph`` as DOT (a `Drawing`, i.e. a `graphviz.Digraph`)."""
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"viz: rankdir must be 'TB', 'LR', 'BT' or 'RL', got {rankdir!r}")
+    dot = Drawing(name="graph", format="svg")
+    caption = _caption(graph, title)
+    dot.attr(
+        "graph", rankdir=rankdir, fontname=colors.FONT, fontsize="11", nodesep="0.25", ranksep="0.35",
+        newrank="true", labelloc="b", labeljust="l", label=caption, bgcolor="white",
+    )  # fmt: skip
+    dot.attr("node", fontname=colors.FONT, fontsize="10", margin="0.08,0.04", penwidth="1.2")
+    dot.attr("edge", color=colors.EDGE, arrowsize="0.6", penwidth="1.0")
+
+    children: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    members: dict[tuple[str, ...], list[VizNode]] = {}
+    for node in graph.nodes.values():
+        members.setdefault(node.scope, []).append(node)
+        for i in range(len(node.scope)):
+            children.setdefault(node.scope[:i], set()).add(node.scope[: i + 1])
+    counter = iter(range(1, 1 << 30))
+
+    def emit(target: Drawing, scope: tuple[str, ...]) -> None:
+        for node in members.get(scope, []):
+            target.node(node.id, **_node_attrs(node, graph.style, grad_health))
+        for child in sorted(children.get(scope, ())):
+            cluster = Drawing(name=f"cluster_{next(counter)}")
+            fill = colors.CLUSTER_FILLS[(len(child) - 1) % len(colors.CLUSTER_FILLS)]
+            cluster.attr(
+                label=html.escape(child[-1]), style="rounded,filled", fillcolor=fill, color=colors.CLUSTER_BORDER,
+                fontcolor="#2c3e50", fontsize="11", labeljust="l", tooltip=child[-1],
+            )  # fmt: skip
+            emit(cluster, child)
+            target.subgraph(cluster)
+
+    emit(dot, ())
+    for edge in graph.edges:
+        dot.edge(edge.src, edge.dst, **_edge_attrs(edge))
+    if legend:
+        dot.node("legend", label=_legend(graph, grad_health), shape="plaintext", margin="0")
+    return dot
+
+
+def _caption(graph: VizGraph, title: str | None) -> str:
+    lines = [f'<font point-size="14"><b>{html.escape(title)}</b></font>'] if title else []
+    lines += [f'<font color="{colors.NOTE_TEXT}" point-size="{SMALL}">{html.escape(n)}</font>' for n in graph.notes]
+    return "<" + '<br align="left"/>'.join(lines) + '<br align="left"/>>' if lines else ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nodes
+# ---------------------------------------------------------------------------------------------------
+
+
+def _node_attrs(node: VizNode, style: str, grad_health: bool) -> dict[str, str]:
+    kind = "backward" if node.backward and node.kind in (OP, MODULE) else node.kind
+    fill, border = colors.FILLS[kind]
+    norm = node.grad_norm if node.grad_norm is not None else (abs(node.grad) if node.grad is not None else None)
+    if grad_health and norm is not None:
+        fill = colors.health_color(norm)
+    ink = colors.text_color(fill)
+    attrs = {"fillcolor": fill, "color": border, "fontcolor": ink, "tooltip": node.tooltip or node.title}
+    if style == "records" and node.kind in (PARAM, CONST, VALUE):
+        attrs.update(shape="plaintext", margin="0", label=_record_label(node, fill, border, ink))
+        return attrs
+    attrs["label"] = "<" + '<br/>'.join(_lines(node, style, ink)) + ">"
+    if node.kind == OP:
+        attrs.update(shape="ellipse" if style == "records" else "box", style="rounded,filled")
+    elif node.kind == MODULE:
+        attrs.update(shape="box3d", style="filled")
+    elif node.kind == SUMMARY:
+        attrs.update(shape="note", style="filled")
+    else:
+        attrs.update(shape="box", style="filled")
+    if node.is_root:
+        attrs["penwidth"] = "2.6"
+    return attrs
+
+
+def _lines(node: VizNode, style: str, ink: str) -> list[str]:
+    """The label, line by line (HTML): a bold title, then small grey facts."""
+    soft = "#444444" if ink == "#000000" else "#eeeeee"
+
+    def small(text: str) -> str:
+        return f'<font point-size="{SMALL}" color="{soft}">{html.escape(text)}</font>'
+
+    if node.kind == SUMMARY:
+        common = ", ".join(f"{op} x{n}" for op, n in node.op_counts.most_common(4))
+        return [f"<b>{html.escape(node.title)}</b>", small(f"{node.ops} ops: {common}" if common else "")]
+    if node.kind == OP and style == "records":
+        symbol = OP_SYMBOLS.get(node.title, node.title)
+        head = f'<font point-size="13"><b>{html.escape(symbol)}</b></font>'
+        return [head + (" " + small(node.detail) if node.detail else "")]
+    if node.kind == MODULE:
+        title = ("backward of " if node.backward else "") + node.title
+        facts = [f"{format_count(node.params)} params" if node.params else "", f"{node.ops} ops"]
+        lines = [f"<b>{html.escape(title)}</b>", small(" · ".join(f for f in facts if f))]
+        if node.shape is not None:
+            lines.append(small(f"out {format_shape(node.shape)} {node.dtype}"))
+    elif node.kind == CONST and not node.name and node.shape == () and node.value is not None:
+        return [f"<b>{format_number(node.value)}</b>"]
+    else:
+        title = node.title
+        if node.kind == OP and node.detail:
+            title = f"<b>{html.escape(title)}</b> {small(node.detail)}"
+        else:
+            title = f"<b>{html.escape(title)}</b>"
+        lines = [title]
+        if node.kind == OP and node.name:
+            lines.append(f"<i>{html.escape(node.name)}</i>")
+        lines.append(small(f"{format_shape(node.shape)} {node.dtype}"))
+        if node.value is not None:
+            lines.append(small(format_value(node.value)))
+    grad = format_grad(node)
+    if grad:
+        lines.append(small(grad))
+    return lines
+
+
+def _record_label(node: VizNode, fill: str, border: str, ink: str) -> str:
+    """micrograd's record: ``name | data 2.0 | grad -1.5`` (non-scalars: shape, stats, grad norm)."""
+    if node.kind == CONST and not node.name and node.shape == () and node.value is not None:
+        cells = [format_number(node.value)]
+    else:
+        cells = [node.name or ("" if node.kind == VALUE else node.title)]
+        if node.shape == () and node.value is not None:
+            cells.append(f"data {format_number(node.value)}")
+        else:
+            cells.append(f"{format_shape(node.shape)} {node.dtype}")
+            if node.value is not None:
+                cells.append(format_value(node.value))
+        grad = format_grad(node)
+        if grad:
+            cells.append(grad)
+    tds = "".join(f'<td><font color="{ink}">{html.escape(c)}</font></td>' for c in cells if c)
+    return (
+        f'<<table border="1" cellborder="1" cellspacing="0" cellpadding="4" bgcolor="{fill}" '
+        f'color="{border}"><tr>{tds}</tr></table>>'
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edges
+# ---------------------------------------------------------------------------------------------------
+
+
+def _edge_attrs(edge: VizEdge) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    if edge.count > 1:
+        attrs["penwidth"] = f"{min(1.0 + 0.5 * math.log2(edge.count), 3.0):.2f}"
+        attrs["tooltip"] = f"{edge.count} edges"
+    if edge.kind == "saved":
+        attrs.update(color=colors.SAVED_EDGE, style="dotted")
+    elif edge.kind == "grad_of":
+        attrs.update(color=colors.GRAD_EDGE, style="dashed", constraint="false", arrowhead="empty")
+    return attrs
+
+
+# ---------------------------------------------------------------------------------------------------
+# The legend: only what this picture uses
+# ---------------------------------------------------------------------------------------------------
+
+
+def _legend(graph: VizGraph, grad_health: bool) -> str:
+    kinds = {("backward" if n.backward and n.kind in (OP, MODULE) else n.kind) for n in graph.nodes.values()}
+    entries = [
+        (PARAM, "parameter (requires grad)"),
+        (CONST, "constant / input data"),
+        (VALUE, "tensor: name | data | grad"),
+        (OP, "op: output shape, dtype"),
+        (MODULE, "module: params, ops, output"),
+        ("backward", "backward (gradient) op"),
+        (SUMMARY, "summary of hidden nodes"),
+    ]
+    rows = []
+    for kind, text in entries:
+        if kind in kinds:
+            fill, border = colors.FILLS[kind]
+            rows.append(
+                f'<tr><td bgcolor="{fill}" color="{border}" border="1" width="18"> </td>'
+                f'<td align="left" colspan="7">{html.escape(text)}</td></tr>'
+            )
+    kinds_of_edges = {e.kind for e in graph.edges}
+    if "grad_of" in kinds_of_edges:
+        rows.append(_edge_row(colors.GRAD_EDGE, "- - ->", "is the gradient of"))
+    if "saved" in kinds_of_edges:
+        rows.append(_edge_row(colors.SAVED_EDGE, "......>", "read by the backward"))
+    if grad_health and graph.grads:
+        cells = "".join(
+            f'<td bgcolor="{colors.health_color(10.0**t)}" border="1" color="#999999">'
+            f'<font point-size="8" color="{colors.text_color(colors.health_color(10.0**t))}">1e{t:+d}</font></td>'
+            for t in colors.HEALTH_TICKS
+        )
+        rows.append('<tr><td colspan="8" align="left"><b>gradient norm</b> (log scale)</td></tr>')
+        rows.append(f'<tr><td> </td>{cells}</tr>')
+        rows.append('<tr><td colspan="8" align="left"><font point-size="8">vanishing ... healthy ... exploding'
+                    '</font></td></tr>')  # fmt: skip
+    return (
+        '<<table border="1" cellborder="0" cellspacing="2" cellpadding="2" color="#bbbbbb" bgcolor="#ffffff">'
+        '<tr><td colspan="8" align="left"><b>legend</b></td></tr>' + "".join(rows) + "</table>>"
+    )
+
+
+def _edge_row(color: str, arrow: str, text: str) -> str:
+    return (
+        f'<tr><td><font color="{color}"><b>{html.escape(arrow)}</b></font></td>'
+        f'<td align="left" colspan="7">{html.escape(text)}</td></tr>'
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Numbers, shapes and statistics as short text
+# ---------------------------------------------------------------------------------------------------
+
+
+def format_number(x: float | np.ndarray) -> str:
+    x = float(np.asarray(x).reshape(()))
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    if 1e-3 <= abs(x) < 1e5:
+        return f"{x:.4g}"
+    return f"{x:.2e}"
+
+
+def format_shape(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return ""
+    if shape == ():
+        return "scalar"
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def format_count(n: int) -> str:
+    """12 -> "12", 12_345 -> "12.3k", 1_234_567 -> "1.23M"."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.3g}k"
+    return f"{n / 1_000_000:.3g}M"
+
+
+def format_value(value: np.ndarray) -> str:
+    """A scalar's value, or mean and standard deviation of an array (with its min and max)."""
+    array = np.asarray(value)
+    if array.size == 1:
+        return f"data {format_number(array)}"
+    if array.dtype.kind == "b":
+        return f"{int(array.sum())} of {array.size} true"
+    data = array.astype(np.float64, copy=False)
+    return (
+        f"mean {format_number(data.mean())} std {format_number(data.std())} "
+        f"[{format_number(data.min())}, {format_number(data.max())}]"
+    )
+
+
+def format_grad(node: VizNode) -> str:
+    if node.grad is not None and node.shape == ():
+        return f"grad {format_number(node.grad)}"
+    if node.grad_norm is not None:
+        what = "|grad params|" if node.kind == MODULE and node.params else "|grad|"
+        return f"{what} {format_number(node.grad_norm)}"
+    return ""

@@ -1,0 +1,569 @@
+"""From the engine's recorded graph to a neutral picture description: nodes, edges, module scopes.
+
+`build_graph` reads the graph only through `autograd.graph` (``walk``, ``gradients``) and the public
+fields of `autograd.Node`; it knows nothing of DOT (that is `viz.dot`). The steps:
+
+1. walk the forward graph from ``root``; with ``backward=True`` also the graph that computes every
+   gradient (``gradients(root, create_graph=True)``), whose nodes are linked to the forward node
+   each gradient belongs to;
+2. give every engine node a scope: an op has the scope it was made in; a leaf or a constant (made
+   once, maybe used by several modules) goes to its parameter's module, or else to the deepest
+   scope shared by all its users;
+3. with ``depth=d``, replace every node whose scope is deeper than ``d`` by one node per module
+   (its parameter count, op count and output shape); forward and backward get separate modules;
+4. if the picture still has more than ``max_nodes`` nodes, collapse to a smaller depth, and as a
+   last resort keep the nodes nearest the output and summarise the rest in one node.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+import autograd as ag
+from autograd import Node, Tensor
+
+# What a drawn node stands for.
+PARAM = "param"  # a leaf that requires grad (a parameter or an input being differentiated)
+CONST = "const"  # a constant input: data, a number in an expression, a mask
+OP = "op"  # an op (in "compact" style it stands for its output tensor too)
+VALUE = "value"  # "records" style: the tensor an op produced, drawn as its own record
+MODULE = "module"  # everything a module (scope) computed, collapsed into one node
+SUMMARY = "summary"  # what the max_nodes guard left out
+
+Style = Literal["auto", "records", "compact"]
+AUTO_RECORDS_LIMIT = 40  # "auto" style draws micrograd-like records up to this many engine nodes
+
+
+@dataclass
+class VizNode:
+    id: str
+    kind: str
+    title: str  # op name, tensor name or module name
+    scope: tuple[str, ...]  # the nested module boxes it is drawn in
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    detail: str = ""  # an op's attributes, e.g. "axis=1"
+    name: str | None = None  # a tensor's name (parameter name or the user's `names=`)
+    value: np.ndarray | None = None  # available data (shown when values=True)
+    grad: float | None = None  # a scalar's gradient
+    grad_norm: float | None = None  # ||d root / d tensor||_2 (for a module: of its parameters)
+    backward: bool = False  # part of the gradient computation
+    is_root: bool = False
+    params: int = 0  # modules: number of parameter entries
+    ops: int = 0  # modules and summaries: number of ops collapsed into the node
+    op_counts: Counter = field(default_factory=Counter)  # summaries: which ops
+    order: int = 0  # position in the walk (inputs before users), for the max_nodes guard
+    tooltip: str = ""
+
+
+@dataclass
+class VizEdge:
+    src: str
+    dst: str
+    kind: str = "data"  # "data"; "saved": a forward tensor read by a backward op; "grad_of"
+    count: int = 1  # how many engine edges it stands for (after collapsing)
+
+
+@dataclass
+class VizGraph:
+    nodes: dict[str, VizNode]
+    edges: list[VizEdge]
+    depth: int | None  # the depth actually drawn (None: every op)
+    style: str  # "records" or "compact"
+    grads: str | None  # None, "all" (every node's gradient) or "leaves" (only leaves' .grad)
+    backward: bool
+    notes: list[str] = field(default_factory=list)  # what was collapsed or could not be drawn, and why
+
+
+@dataclass
+class _Engine:
+    """The engine graph with everything `_layout` needs, computed once per drawing."""
+
+    order: list[Node]  # forward and backward nodes, inputs before users
+    index: dict[int, int]  # id(node) -> position in order
+    backward: set[int]  # ids of the nodes that belong to the gradient computation
+    users: dict[int, list[Node]]
+    scope: dict[int, tuple[str, ...]]  # where each node is drawn
+    names: dict[int, str]
+    norms: dict[int, float]
+    scalar_grads: dict[int, float]
+    grad_of: list[tuple[Node, Node]]  # (gradient node, forward node)
+    root: Node
+    grads: str | None
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------------
+
+
+def build_graph(
+    root: Tensor,
+    *,
+    backward: bool = False,
+    depth: int | None = None,
+    names: Mapping[Any, Any] | None = None,
+    values: bool = False,
+    grads: bool = False,
+    style: Style = "auto",
+    max_nodes: int | None = 300,
+) -> VizGraph:
+    """Describe the graph that computed ``root`` (see `viz.draw_graph` for the options)."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"viz: expected the Tensor whose graph to draw, got {type(root).__name__}")
+    if depth is not None and (not isinstance(depth, int) or depth < 0):
+        raise ValueError(f"viz: depth must be None or an int >= 0, got {depth!r}")
+    if max_nodes is not None and max_nodes < 2:
+        raise ValueError(f"viz: max_nodes must be at least 2 (or None for no limit), got {max_nodes}")
+    if style not in ("auto", "records", "compact"):
+        raise ValueError(f"viz: style must be 'auto', 'records' or 'compact', got {style!r}")
+    engine = _read_engine(root, backward=backward, names=names, grads=grads)
+    if style == "auto":
+        style = "records" if len(engine.order) <= AUTO_RECORDS_LIMIT and depth is None else "compact"
+    graph = _layout(engine, depth, style, values)
+    if max_nodes is not None and len(graph.nodes) > max_nodes:
+        graph = _shrink(engine, graph, max_nodes, values)
+    graph.notes = engine.notes + graph.notes
+    return graph
+
+
+def _shrink(engine: _Engine, graph: VizGraph, max_nodes: int, values: bool) -> VizGraph:
+    """Collapse to the deepest depth that fits in ``max_nodes``; failing that, summarise."""
+    asked = graph.depth
+    deepest = max((len(s) for s in engine.scope.values()), default=0)
+    start = deepest - 1 if asked is None else min(asked, deepest) - 1
+    for depth in range(start, 0, -1):
+        smaller = _layout(engine, depth, "compact", values)
+        if len(smaller.nodes) <= max_nodes:
+            smaller.notes.append(
+                f"{len(graph.nodes)} nodes > max_nodes={max_nodes}: modules collapsed to depth={depth}"
+            )
+            return smaller
+    smallest = _layout(engine, 1, "compact", values) if deepest >= 1 else graph
+    if len(smallest.nodes) < len(graph.nodes):
+        graph = smallest
+    return _summarise(graph, max_nodes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the engine's graph
+# ---------------------------------------------------------------------------------------------------
+
+
+def _read_engine(root: Tensor, *, backward: bool, names: Mapping[Any, Any] | None, grads: bool) -> _Engine:
+    notes: list[str] = []
+    forward = ag.graph.walk(root)
+    root_node = forward[-1]
+    norms, scalar_grads, grad_status = ({}, {}, None)
+    if grads:
+        norms, scalar_grads, grad_status = _gradient_norms(root, forward, notes)
+
+    grad_of: list[tuple[Node, Node]] = []
+    order = forward
+    if backward:
+        gradient_tensors = _backward_graph(root, notes)
+        if gradient_tensors:
+            order = ag.graph.walk([root, *gradient_tensors.values()])
+            grad_of = [(g.node, node) for node, g in gradient_tensors.items() if g.node is not None]
+    forward_ids = {id(n) for n in forward}
+    backward_ids = {id(n) for n in order if id(n) not in forward_ids}
+
+    users: dict[int, list[Node]] = {}
+    for node in order:
+        for parent in node.inputs:
+            users.setdefault(id(parent), []).append(node)
+    engine = _Engine(
+        order=order,
+        index={id(n): i for i, n in enumerate(order)},
+        backward=backward_ids,
+        users=users,
+        scope={},
+        names=_resolve_names(order, names),
+        norms=norms,
+        scalar_grads=scalar_grads,
+        grad_of=grad_of,
+        root=root_node,
+        grads=grad_status,
+        notes=notes,
+    )
+    engine.scope = _place(engine)
+    return engine
+
+
+def _gradient_norms(root: Tensor, forward: list[Node], notes: list[str]) -> tuple[dict, dict, str | None]:
+    """||d root / d node|| for every node (or, when the graph was freed, for leaves with a .grad)."""
+    norms: dict[int, float] = {}
+    scalars: dict[int, float] = {}
+    if not root.requires_grad or root.size != 1:
+        notes.append("no gradients: the root is not a single number that requires grad")
+        return norms, scalars, None
+    try:
+        found = {id(n): g.data for n, g in ag.graph.gradients(root).items()}
+        status = "all"
+    except ag.GraphReleasedError:
+        found = {id(n): n.grad.data for n in forward if n.is_leaf and n.grad is not None}
+        status = "leaves"
+        notes.append(
+            "gradients of leaves only: backward() freed the graph "
+            "(call backward(retain_graph=True), or draw before backward, to see every gradient)"
+        )
+    for key, g in found.items():
+        norms[key] = float(np.linalg.norm(g.astype(np.float64, copy=False)))
+        if g.size == 1:
+            scalars[key] = float(g.reshape(()))
+    return norms, scalars, status
+
+
+def _backward_graph(root: Tensor, notes: list[str]) -> dict[Node, Tensor]:
+    """The gradient of ``root`` for every node, each computed as a recorded graph."""
+    if not root.requires_grad or root.size != 1:
+        notes.append("no backward graph: the root is not a single number that requires grad")
+        return {}
+    try:
+        gradients = ag.graph.gradients(root, create_graph=True)
+    except ag.GraphReleasedError:
+        warnings.warn(
+            "viz: cannot draw the backward graph: backward() already freed it. Draw before calling "
+            "backward(), or call backward(retain_graph=True).",
+            stacklevel=4,
+        )
+        notes.append("backward graph not drawn: backward() freed it (use retain_graph=True)")
+        return {}
+    ag.graph.walk(list(gradients.values()))  # gives constant gradients a node, so they can be linked
+    return gradients
+
+
+def _resolve_names(order: list[Node], names: Mapping[Any, Any] | None) -> dict[int, str]:
+    """Each node's display name: the user's ``names`` first, then the tensor's own ``.name``.
+
+    ``names`` maps name -> Tensor (like ``dict(model.named_parameters())``) or Tensor -> name.
+    """
+    by_tensor: dict[int, str] = {}
+    for key, value in (names or {}).items():
+        if isinstance(value, Tensor) and isinstance(key, str):
+            by_tensor[id(value)] = key
+        elif isinstance(key, Tensor) and isinstance(value, str):
+            by_tensor[id(key)] = value
+        else:
+            raise TypeError(
+                "viz: names must map str -> Tensor (like dict(model.named_parameters())) or Tensor -> str, "
+                f"got {type(key).__name__} -> {type(value).__name__}"
+            )
+    resolved: dict[int, str] = {}
+    for node in order:
+        tensor = node.tensor
+        name = by_tensor.get(id(tensor)) if tensor is not None else None
+        name = name or node.name
+        if name:
+            resolved[id(node)] = name
+    return resolved
+
+
+def _place(engine: _Engine) -> dict[int, tuple[str, ...]]:
+    """The scope each node is drawn in.
+
+    An op is drawn where it was made. A leaf or constant is drawn in the module its name says it
+    belongs to (``transformer.h.0.attn.c_attn.weight`` -> ``transformer.h.0.attn.c_attn``), else in
+    the deepest scope shared by all its users (forward users first), so a tensor used by several
+    blocks sits outside them.
+    """
+    known: dict[str, tuple[str, ...]] = {}  # a scope's own name -> the full scope tuple
+    for node in engine.order:
+        for i in range(len(node.scope)):
+            known.setdefault(node.scope[i], node.scope[: i + 1])
+    gradient_of = {id(g): f for g, f in engine.grad_of}
+    placed: dict[int, tuple[str, ...]] = {}
+    for node in engine.order:
+        if not node.is_leaf:
+            placed[id(node)] = node.scope
+            continue
+        name = engine.names.get(id(node))
+        owner = name.rpartition(".")[0] if name else ""
+        if owner in known:
+            placed[id(node)] = known[owner]
+            continue
+        users = engine.users.get(id(node), [])
+        forward_users = [u for u in users if id(u) not in engine.backward]
+        users = forward_users or users
+        if users:
+            placed[id(node)] = _common_prefix([u.scope for u in users])
+        elif id(node) in gradient_of:
+            placed[id(node)] = gradient_of[id(node)].scope
+        else:
+            placed[id(node)] = node.scope
+    return placed
+
+
+def _common_prefix(scopes: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    scopes = list(scopes)
+    prefix = scopes[0]
+    for scope in scopes[1:]:
+        n = 0
+        while n < min(len(prefix), len(scope)) and prefix[n] == scope[n]:
+            n += 1
+        prefix = prefix[:n]
+    return prefix
+
+
+# ---------------------------------------------------------------------------------------------------
+# From engine nodes to drawn nodes and edges
+# ---------------------------------------------------------------------------------------------------
+
+
+def _layout(engine: _Engine, depth: int | None, style: str, values: bool) -> VizGraph:
+    nodes: dict[str, VizNode] = {}
+    into: dict[int, str] = {}  # engine node -> the drawn node its inputs point at
+    out_of: dict[int, str] = {}  # engine node -> the drawn node its users are fed from
+    group: dict[int, tuple] = {}  # engine node -> its module key, if collapsed
+
+    for i, node in enumerate(engine.order):
+        key = id(node)
+        scope = engine.scope[key]
+        is_backward = key in engine.backward
+        if depth is not None and len(scope) > depth:
+            module = (scope[:depth], is_backward)
+            group[key] = module
+            module_id = _module_id(module)
+            if module_id not in nodes:
+                nodes[module_id] = _module_node(module_id, module)
+            _absorb(nodes[module_id], engine, node, i)
+            into[key] = out_of[key] = module_id
+            continue
+        drawn = _engine_node(engine, node, i, scope, values)
+        nodes[drawn.id] = drawn
+        into[key] = out_of[key] = drawn.id
+        if style == "records" and not node.is_leaf:
+            record = _value_record(drawn, engine, node, values)
+            nodes[record.id] = record
+            out_of[key] = record.id
+
+    edges: dict[tuple[str, str, str], VizEdge] = {}
+
+    def connect(src: str, dst: str, kind: str) -> None:
+        if src == dst:
+            return
+        edge = edges.get((src, dst, kind))
+        if edge is None:
+            edges[(src, dst, kind)] = VizEdge(src, dst, kind)
+        else:
+            edge.count += 1
+
+    for node in engine.order:
+        if style == "records" and id(node) not in group and not node.is_leaf:
+            connect(into[id(node)], out_of[id(node)], "data")
+        for parent in node.inputs:
+            crosses = id(parent) not in engine.backward and id(node) in engine.backward
+            connect(out_of[id(parent)], into[id(node)], "saved" if crosses else "data")
+    for gradient, forward in engine.grad_of:
+        connect(out_of[id(gradient)], out_of[id(forward)], "grad_of")
+
+    _finish_modules(nodes, engine, group, out_of)
+    nodes[out_of[id(engine.root)]].is_root = True
+    return VizGraph(nodes, list(edges.values()), depth, style, engine.grads, bool(engine.backward))
+
+
+def _engine_node(engine: _Engine, node: Node, order: int, scope: tuple[str, ...], values: bool) -> VizNode:
+    key = id(node)
+    name = engine.names.get(key)
+    if node.is_leaf:
+        kind = PARAM if node.requires_grad else CONST
+        title = name or _leaf_title(node)
+    else:
+        kind, title = OP, node.op_name
+    value = node.value
+    drawn = VizNode(
+        id=f"n{order}",
+        kind=kind,
+        title=title,
+        scope=scope,
+        shape=tuple(node.shape),
+        dtype=str(node.dtype),
+        detail="" if node.is_leaf else describe_attrs(node.op_name, node.attrs),
+        name=name,
+        value=value if (values or (kind == CONST and node.size == 1)) else None,
+        grad=engine.scalar_grads.get(key),
+        grad_norm=engine.norms.get(key),
+        backward=key in engine.backward,
+        order=order,
+    )
+    drawn.tooltip = _tooltip(drawn, node)
+    return drawn
+
+
+def _leaf_title(node: Node) -> str:
+    if node.requires_grad:
+        return "param" if node.ndim else "input"
+    if node.size == 1 and node.value is not None:
+        return "const"
+    return "input" if node.dtype.kind in "iu" else "const"
+
+
+def _value_record(op: VizNode, engine: _Engine, node: Node, values: bool) -> VizNode:
+    """Records style: the tensor an op produced, as its own node (micrograd's draw_dot)."""
+    record = VizNode(
+        id=op.id + "v",
+        kind=VALUE,
+        title=op.name or "",
+        scope=op.scope,
+        shape=op.shape,
+        dtype=op.dtype,
+        name=op.name,
+        value=op.value if values else None,
+        grad=op.grad,
+        grad_norm=op.grad_norm,
+        backward=op.backward,
+        order=op.order,
+        tooltip=op.tooltip,
+    )
+    op.grad = op.grad_norm = op.value = None  # the record shows them
+    return record
+
+
+def _tooltip(drawn: VizNode, node: Node) -> str:
+    parts = [drawn.title if not drawn.name else f"{drawn.name} ({node.op_name})"]
+    parts.append(f"{tuple(node.shape)} {node.dtype}")
+    if drawn.detail:
+        parts.append(drawn.detail)
+    if node.scope:
+        parts.append("in " + node.scope[-1])
+    if node.vjp_of is not None:
+        parts.append(f"gradient step of {node.vjp_of.op_name}")
+    return " | ".join(parts)
+
+
+def _module_id(module: tuple) -> str:
+    scope, is_backward = module
+    return ("b:" if is_backward else "m:") + scope[-1]
+
+
+def _module_node(module_id: str, module: tuple) -> VizNode:
+    scope, is_backward = module
+    return VizNode(
+        id=module_id,
+        kind=MODULE,
+        title=scope[-1],
+        scope=scope[:-1],
+        backward=is_backward,
+        tooltip=("gradient of " if is_backward else "") + scope[-1],
+    )
+
+
+def _absorb(module: VizNode, engine: _Engine, node: Node, order: int) -> None:
+    """Count what a module node stands for."""
+    module.order = max(module.order, order)
+    if not node.is_leaf:
+        module.ops += 1
+        module.op_counts[node.op_name] += 1
+    elif node.requires_grad and not module.backward:
+        module.params += node.size
+        norm = engine.norms.get(id(node))
+        if norm is not None:  # the norm of all its parameters' gradients together
+            module.grad_norm = math.hypot(module.grad_norm or 0.0, norm)
+
+
+def _finish_modules(nodes: dict[str, VizNode], engine: _Engine, group: dict[int, tuple], out_of: dict) -> None:
+    """Give each module node the shape of its output: its last tensor used outside the module."""
+    for node in engine.order:
+        module = group.get(id(node))
+        if module is None:
+            continue
+        leaves_module = id(node) == id(engine.root) or any(
+            group.get(id(user)) != module for user in engine.users.get(id(node), [])
+        )
+        if leaves_module and not node.is_leaf:
+            drawn = nodes[_module_id(module)]
+            drawn.shape, drawn.dtype = tuple(node.shape), str(node.dtype)
+            if not drawn.params and id(node) in engine.norms:  # no parameters: its output's gradient
+                drawn.grad_norm = engine.norms[id(node)]
+
+
+def _summarise(graph: VizGraph, max_nodes: int) -> VizGraph:
+    """Keep the ``max_nodes - 1`` nodes nearest the output; one node stands for all the others."""
+    ranked = sorted(graph.nodes.values(), key=lambda n: n.order, reverse=True)
+    kept = {n.id: n for n in ranked[: max_nodes - 1]}
+    dropped = ranked[max_nodes - 1 :]
+    summary = VizNode(id="summary", kind=SUMMARY, title=f"{len(dropped)} more nodes", scope=())
+    for n in dropped:
+        if n.kind == MODULE:
+            summary.ops += n.ops
+            summary.op_counts.update(n.op_counts)
+        elif n.kind == OP:
+            summary.ops += 1
+            summary.op_counts[n.title] += 1
+    kept[summary.id] = summary
+    edges: dict[tuple[str, str, str], VizEdge] = {}
+    for edge in graph.edges:
+        src = edge.src if edge.src in kept else summary.id
+        dst = edge.dst if edge.dst in kept else summary.id
+        if src == dst:
+            continue
+        merged = edges.setdefault((src, dst, edge.kind), VizEdge(src, dst, edge.kind, 0))
+        merged.count += edge.count
+    note = (
+        f"{len(graph.nodes)} nodes > max_nodes={max_nodes}: the {len(dropped)} nodes farthest from the output "
+        "are summarised in one node (pass a smaller depth= or a larger max_nodes= to see them)"
+    )
+    return VizGraph(kept, list(edges.values()), graph.depth, graph.style, graph.grads, graph.backward,
+                    graph.notes + [note])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Op attributes in a few characters
+# ---------------------------------------------------------------------------------------------------
+
+
+def describe_attrs(op_name: str, attrs: Mapping[str, Any]) -> str:
+    """A short description of an op's attributes: ``axis=1``, ``(0, 2, 1, 3)``, ``[:, -1]``.
+
+    Shapes are left out (the node shows its output shape anyway).
+    """
+    parts = []
+    for key, value in attrs.items():
+        if key == "shape":
+            continue
+        if key == "index":
+            parts.append(describe_index(value))
+        elif key == "axes":
+            parts.append(str(tuple(value)))
+        elif key == "axis":
+            axis = tuple(value) if isinstance(value, (tuple, list)) else value
+            if isinstance(axis, tuple) and len(axis) == 1:
+                axis = axis[0]
+            parts.append(f"axis={axis}")
+        elif key == "keepdims":
+            if value:
+                parts.append("keepdims")
+        elif key == "dtype":
+            parts.append(f"to {np.dtype(value)}")
+        elif isinstance(value, (bool, int, float, str)):
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def describe_index(index: Any) -> str:
+    """``x[index]`` as written: ``[:, 1:3]``, ``[array(4, 8)]``."""
+    items = index if isinstance(index, tuple) else (index,)
+    shown = []
+    for item in items:
+        if isinstance(item, slice):
+            start = "" if item.start is None else str(item.start)
+            stop = "" if item.stop is None else str(item.stop)
+            step = "" if item.step is None else f":{item.step}"
+            shown.append(f"{start}:{stop}{step}")
+        elif item is None:
+            shown.append("None")
+        elif item is Ellipsis:
+            shown.append("...")
+        elif isinstance(item, np.ndarray):
+            shown.append(f"array{item.shape}" if item.size > 4 else str(item.tolist()))
+        else:
+            shown.append(str(item))
+    return "[" + ", ".join(shown) + "]"
