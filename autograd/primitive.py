@@ -341,13 +341,16 @@ class Primitive:
         if self.vjps is not None and len(inputs) != len(self.vjps):
             raise TypeError(f"{self.name}: expected {len(self.vjps)} inputs, got {len(inputs)}")
         try:
-            out = self.forward(*[t.data for t in inputs], **attrs)
+            if STATE.anomaly:  # numpy's warnings would only repeat, less precisely, what we raise
+                with np.errstate(all="ignore"):
+                    out = self.forward(*[t.data for t in inputs], **attrs)
+                self._check_forward(out, inputs)
+            else:
+                out = self.forward(*[t.data for t in inputs], **attrs)
         except (ValueError, IndexError, TypeError, OverflowError) as error:
             raise self._forward_error(error, inputs, attrs) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if STATE.anomaly:
-            self._check_forward(out, inputs)
         if STATE.grad_enabled and self.differentiable:
             for t in inputs:
                 if t.requires_grad:
