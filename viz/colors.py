@@ -16,6 +16,7 @@ FONT = "Helvetica"
 EDGE = "#555555"
 SAVED_EDGE = "#b3b3b3"  # a forward tensor that a backward op reads
 GRAD_EDGE = "#c0392b"  # "is the gradient of"
+BACKWARD_EDGE = "#b05a4f"  # gradients flowing backward
 CLUSTER_BORDER = "#8da2c0"
 CLUSTER_FILLS = ("#f6f8fc", "#edf2f9", "#e4ecf6", "#dbe6f3")  # by nesting level
 NOTE_TEXT = "#6b6b6b"

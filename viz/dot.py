@@ -65,14 +65,20 @@ def to_digraph(
             fill = colors.CLUSTER_FILLS[(len(child) - 1) % len(colors.CLUSTER_FILLS)]
             cluster.attr(
                 label=html.escape(child[-1]), style="rounded,filled", fillcolor=fill, color=colors.CLUSTER_BORDER,
-                fontcolor="#2c3e50", fontsize="11", labeljust="l", tooltip=child[-1],
+                fontcolor="#2c3e50", fontsize="11", labeljust="l", labelloc="t", tooltip=child[-1],
             )  # fmt: skip
             emit(cluster, child)
             target.subgraph(cluster)
 
     emit(dot, ())
     for edge in graph.edges:
-        dot.edge(edge.src, edge.dst, **_edge_attrs(edge))
+        attrs = _edge_attrs(edge)
+        if edge.kind in ("backward", "grad_of"):
+            # Drawn upward: the backward runs from the loss (at the bottom) back up beside the
+            # forward, each gradient level with its tensor.
+            dot.edge(edge.dst, edge.src, dir="back", **attrs)
+        else:
+            dot.edge(edge.src, edge.dst, **attrs)
     if legend:
         dot.node("legend", label=_legend(graph, grad_health), shape="plaintext", margin="0")
     return dot
@@ -98,7 +104,8 @@ def _node_attrs(node: VizNode, style: str, grad_health: bool) -> dict[str, str]:
     ink = colors.text_color(fill)
     attrs = {"fillcolor": fill, "color": border, "fontcolor": ink, "tooltip": node.tooltip or node.title}
     if style == "records" and node.kind in (PARAM, CONST, VALUE):
-        attrs.update(shape="plaintext", margin="0", label=_record_label(node, fill, border, ink))
+        width = 3 if node.is_root else 1
+        attrs.update(shape="plaintext", margin="0", label=_record_label(node, fill, border, ink, width))
         return attrs
     attrs["label"] = "<" + '<br/>'.join(_lines(node, style, ink)) + ">"
     if node.kind == OP:
@@ -134,6 +141,7 @@ def _lines(node: VizNode, style: str, ink: str) -> list[str]:
         lines = [f"<b>{html.escape(title)}</b>", small(" · ".join(f for f in facts if f))]
         if node.shape is not None:
             lines.append(small(f"out {format_shape(node.shape)} {node.dtype}"))
+        lines += [small(f"uses {name}") for name in node.uses]
     elif node.kind == CONST and not node.name and node.shape == () and node.value is not None:
         return [f"<b>{format_number(node.value)}</b>"]
     else:
@@ -154,7 +162,7 @@ def _lines(node: VizNode, style: str, ink: str) -> list[str]:
     return lines
 
 
-def _record_label(node: VizNode, fill: str, border: str, ink: str) -> str:
+def _record_label(node: VizNode, fill: str, border: str, ink: str, width: int) -> str:
     """micrograd's record: ``name | data 2.0 | grad -1.5`` (non-scalars: shape, stats, grad norm)."""
     if node.kind == CONST and not node.name and node.shape == () and node.value is not None:
         cells = [format_number(node.value)]
@@ -171,7 +179,7 @@ def _record_label(node: VizNode, fill: str, border: str, ink: str) -> str:
             cells.append(grad)
     tds = "".join(f'<td><font color="{ink}">{html.escape(c)}</font></td>' for c in cells if c)
     return (
-        f'<<table border="1" cellborder="1" cellspacing="0" cellpadding="4" bgcolor="{fill}" '
+        f'<<table border="{width}" cellborder="1" cellspacing="0" cellpadding="4" bgcolor="{fill}" '
         f'color="{border}"><tr>{tds}</tr></table>>'
     )
 
@@ -187,9 +195,11 @@ def _edge_attrs(edge: VizEdge) -> dict[str, str]:
         attrs["penwidth"] = f"{min(1.0 + 0.5 * math.log2(edge.count), 3.0):.2f}"
         attrs["tooltip"] = f"{edge.count} edges"
     if edge.kind == "saved":
-        attrs.update(color=colors.SAVED_EDGE, style="dotted")
+        attrs.update(color=colors.SAVED_EDGE, style="dotted", constraint="false")
+    elif edge.kind == "backward":
+        attrs.update(color=colors.BACKWARD_EDGE)
     elif edge.kind == "grad_of":
-        attrs.update(color=colors.GRAD_EDGE, style="dashed", constraint="false", arrowhead="empty")
+        attrs.update(color=colors.GRAD_EDGE, style="dashed", arrowhead="empty")
     return attrs
 
 
@@ -204,7 +214,7 @@ def _legend(graph: VizGraph, grad_health: bool) -> str:
         (PARAM, "parameter (requires grad)"),
         (CONST, "constant / input data"),
         (VALUE, "tensor: name | data | grad"),
-        (OP, "op: output shape, dtype"),
+        (OP, "op" if graph.style == "records" else "op: output shape, dtype"),
         (MODULE, "module: params, ops, output"),
         ("backward", "backward (gradient) op"),
         (SUMMARY, "summary of hidden nodes"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import graphviz
@@ -17,6 +17,7 @@ def draw_graph(
     *,
     backward: bool = False,
     depth: int | None = None,
+    expand: str | Iterable[str] = (),
     names: Mapping[Any, Any] | None = None,
     values: bool = False,
     grads: bool = False,
@@ -33,10 +34,14 @@ def draw_graph(
       ``create_graph=True`` (its ops are engine ops, in red), each gradient linked to its forward
       tensor by a dashed red "is the gradient of" edge. Needs the graph not yet freed by a plain
       ``backward()``; otherwise only the forward is drawn, with a warning and a note.
-    - ``depth=d``: everything made in a scope nested deeper than ``d`` (``ag.scope`` blocks, which
-      modules open with their dotted name) becomes one node per module, labelled with its parameter
-      count, op count and output shape. For a GPT, ``depth=1`` gives embeddings -> blocks -> head;
-      ``depth=2`` opens the blocks; ``None`` draws every op.
+    - ``depth=d``: everything made inside a module nested ``d`` deep (the ``ag.scope`` blocks that
+      modules open with their dotted name) becomes one node for that module, labelled with its
+      parameter count, op count and output shape. For a GPT, ``depth=1`` gives one node per
+      top-level module (embeddings -> blocks -> ln_f, lm_head) and the loss's ops; ``depth=2``
+      opens the blocks (ln_1, attn, ln_2, mlp and the residual adds); ``None`` draws every op.
+      A module with no submodules (a LayerNorm) is collapsed at any depth.
+    - ``expand``: module names (or one name) drawn op by op whatever the depth, to zoom into one
+      block or one attention: ``draw_graph(loss, depth=1, expand="transformer.h.0.attn")``.
     - ``names``: ``{name: Tensor}`` (e.g. ``dict(model.named_parameters())``) or ``{Tensor: name}``;
       tensors not named there show their own ``.name``.
     - ``values=True``: scalars' values, and mean/std/min/max of arrays still in memory.
@@ -59,7 +64,7 @@ def draw_graph(
     """
     graph = build_graph(
         root, backward=backward, depth=depth, names=names, values=values, grads=grads or grad_health,
-        style=style, max_nodes=max_nodes,
+        style=style, max_nodes=max_nodes, expand=expand,
     )  # fmt: skip
     return to_digraph(graph, rankdir=rankdir, grad_health=grad_health, legend=legend, title=title)
 

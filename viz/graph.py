@@ -9,8 +9,9 @@ fields of `autograd.Node`; it knows nothing of DOT (that is `viz.dot`). The step
 2. give every engine node a scope: an op has the scope it was made in; a leaf or a constant (made
    once, maybe used by several modules) goes to its parameter's module, or else to the deepest
    scope shared by all its users;
-3. with ``depth=d``, replace every node whose scope is deeper than ``d`` by one node per module
-   (its parameter count, op count and output shape); forward and backward get separate modules;
+3. with ``depth=d``, replace everything made inside a module nested ``d`` deep (scope tuples of
+   length ``>= d``) by one node for that module (its parameter count, op count and output shape);
+   the forward and the backward of a module become separate nodes;
 4. if the picture still has more than ``max_nodes`` nodes, collapse to a smaller depth, and as a
    last resort keep the nodes nearest the output and summarise the rest in one node.
 """
@@ -59,6 +60,7 @@ class VizNode:
     params: int = 0  # modules: number of parameter entries
     ops: int = 0  # modules and summaries: number of ops collapsed into the node
     op_counts: Counter = field(default_factory=Counter)  # summaries: which ops
+    uses: list[str] = field(default_factory=list)  # modules: parameters of other modules they read (tied)
     order: int = 0  # position in the walk (inputs before users), for the max_nodes guard
     tooltip: str = ""
 
@@ -67,7 +69,9 @@ class VizNode:
 class VizEdge:
     src: str
     dst: str
-    kind: str = "data"  # "data"; "saved": a forward tensor read by a backward op; "grad_of"
+    # "data": forward flow; "backward": within the gradient computation; "saved": a forward tensor
+    # read by a backward op; "grad_of": from a gradient to the forward tensor it is the gradient of
+    kind: str = "data"
     count: int = 1  # how many engine edges it stands for (after collapsing)
 
 
@@ -91,10 +95,12 @@ class _Engine:
     backward: set[int]  # ids of the nodes that belong to the gradient computation
     users: dict[int, list[Node]]
     scope: dict[int, tuple[str, ...]]  # where each node is drawn
+    leaf_scopes: set[tuple[str, ...]]  # scopes with no scope nested inside (modules with no submodules)
     names: dict[int, str]
     norms: dict[int, float]
     scalar_grads: dict[int, float]
     grad_of: list[tuple[Node, Node]]  # (gradient node, forward node)
+    gradient_ids: set[int]  # ids of the nodes in grad_of that are gradients
     root: Node
     grads: str | None
     notes: list[str]
@@ -115,12 +121,14 @@ def build_graph(
     grads: bool = False,
     style: Style = "auto",
     max_nodes: int | None = 300,
+    expand: str | Iterable[str] = (),
 ) -> VizGraph:
     """Describe the graph that computed ``root`` (see `viz.draw_graph` for the options)."""
+    expand = frozenset([expand] if isinstance(expand, str) else expand)
     if not isinstance(root, Tensor):
         raise TypeError(f"viz: expected the Tensor whose graph to draw, got {type(root).__name__}")
-    if depth is not None and (not isinstance(depth, int) or depth < 0):
-        raise ValueError(f"viz: depth must be None or an int >= 0, got {depth!r}")
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"viz: depth must be None or an int >= 1, got {depth!r}")
     if max_nodes is not None and max_nodes < 2:
         raise ValueError(f"viz: max_nodes must be at least 2 (or None for no limit), got {max_nodes}")
     if style not in ("auto", "records", "compact"):
@@ -128,26 +136,26 @@ def build_graph(
     engine = _read_engine(root, backward=backward, names=names, grads=grads)
     if style == "auto":
         style = "records" if len(engine.order) <= AUTO_RECORDS_LIMIT and depth is None else "compact"
-    graph = _layout(engine, depth, style, values)
+    graph = _layout(engine, depth, style, values, expand)
     if max_nodes is not None and len(graph.nodes) > max_nodes:
-        graph = _shrink(engine, graph, max_nodes, values)
+        graph = _shrink(engine, graph, max_nodes, values, expand)
     graph.notes = engine.notes + graph.notes
     return graph
 
 
-def _shrink(engine: _Engine, graph: VizGraph, max_nodes: int, values: bool) -> VizGraph:
+def _shrink(engine: _Engine, graph: VizGraph, max_nodes: int, values: bool, expand: frozenset[str]) -> VizGraph:
     """Collapse to the deepest depth that fits in ``max_nodes``; failing that, summarise."""
     asked = graph.depth
     deepest = max((len(s) for s in engine.scope.values()), default=0)
-    start = deepest - 1 if asked is None else min(asked, deepest) - 1
+    start = deepest if asked is None else min(asked - 1, deepest)
     for depth in range(start, 0, -1):
-        smaller = _layout(engine, depth, "compact", values)
+        smaller = _layout(engine, depth, "compact", values, expand)
         if len(smaller.nodes) <= max_nodes:
             smaller.notes.append(
                 f"{len(graph.nodes)} nodes > max_nodes={max_nodes}: modules collapsed to depth={depth}"
             )
             return smaller
-    smallest = _layout(engine, 1, "compact", values) if deepest >= 1 else graph
+    smallest = _layout(engine, 1, "compact", values, frozenset()) if deepest >= 1 else graph
     if len(smallest.nodes) < len(graph.nodes):
         graph = smallest
     return _summarise(graph, max_nodes)
@@ -186,15 +194,20 @@ def _read_engine(root: Tensor, *, backward: bool, names: Mapping[Any, Any] | Non
         backward=backward_ids,
         users=users,
         scope={},
+        leaf_scopes=set(),
         names=_resolve_names(order, names),
         norms=norms,
         scalar_grads=scalar_grads,
         grad_of=grad_of,
+        gradient_ids={id(g) for g, _ in grad_of},
         root=root_node,
         grads=grad_status,
         notes=notes,
     )
     engine.scope = _place(engine)
+    every_scope = set(engine.scope.values())
+    parents = {scope[:i] for scope in every_scope for i in range(1, len(scope))}
+    engine.leaf_scopes = {scope for scope in every_scope if scope and scope not in parents}
     return engine
 
 
@@ -318,20 +331,37 @@ def _common_prefix(scopes: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _layout(engine: _Engine, depth: int | None, style: str, values: bool) -> VizGraph:
+def _collapsed_into(
+    scope: tuple[str, ...], depth: int | None, expand: frozenset[str], leaf_scopes: set[tuple[str, ...]]
+) -> tuple[str, ...] | None:
+    """The module a node made in ``scope`` is collapsed into at this ``depth`` (None: drawn itself).
+
+    Modules nested ``depth`` deep are collapsed, and so are modules above that level that hold no
+    submodule (a LayerNorm beside the blocks), unless ``expand`` names them or a module around them.
+    """
+    if depth is None or not scope or expand.intersection(scope):
+        return None
+    if len(scope) >= depth:
+        return scope[:depth]
+    return scope if scope in leaf_scopes else None
+
+
+def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand: frozenset[str]) -> VizGraph:
     nodes: dict[str, VizNode] = {}
     into: dict[int, str] = {}  # engine node -> the drawn node its inputs point at
     out_of: dict[int, str] = {}  # engine node -> the drawn node its users are fed from
     group: dict[int, tuple] = {}  # engine node -> its module key, if collapsed
+    module_ids: dict[tuple, str] = {}  # module key (scope, is_backward) -> drawn node id
 
     for i, node in enumerate(engine.order):
         key = id(node)
         scope = engine.scope[key]
         is_backward = key in engine.backward
-        if depth is not None and len(scope) > depth:
-            module = (scope[:depth], is_backward)
+        collapsed_scope = _collapsed_into(scope, depth, expand, engine.leaf_scopes)
+        if collapsed_scope is not None:
+            module = (collapsed_scope, is_backward)
             group[key] = module
-            module_id = _module_id(module)
+            module_id = module_ids.setdefault(module, f"m{len(module_ids)}")
             if module_id not in nodes:
                 nodes[module_id] = _module_node(module_id, module)
             _absorb(nodes[module_id], engine, node, i)
@@ -360,12 +390,18 @@ def _layout(engine: _Engine, depth: int | None, style: str, values: bool) -> Viz
         if style == "records" and id(node) not in group and not node.is_leaf:
             connect(into[id(node)], out_of[id(node)], "data")
         for parent in node.inputs:
-            crosses = id(parent) not in engine.backward and id(node) in engine.backward
-            connect(out_of[id(parent)], into[id(node)], "saved" if crosses else "data")
+            if id(node) not in engine.backward:
+                kind = "data"
+            else:
+                kind = "backward" if id(parent) in engine.backward else "saved"
+            connect(out_of[id(parent)], into[id(node)], kind)
     for gradient, forward in engine.grad_of:
         connect(out_of[id(gradient)], out_of[id(forward)], "grad_of")
 
-    _finish_modules(nodes, engine, group, out_of)
+    _finish_modules(nodes, engine, group, module_ids)
+    for (scope, _), module_id in module_ids.items():  # a module partly expanded: its node goes in its box
+        if any(n.scope[: len(scope)] == scope for n in nodes.values() if n.kind != MODULE):
+            nodes[module_id].scope = scope
     nodes[out_of[id(engine.root)]].is_root = True
     return VizGraph(nodes, list(edges.values()), depth, style, engine.grads, bool(engine.backward))
 
@@ -375,7 +411,7 @@ def _engine_node(engine: _Engine, node: Node, order: int, scope: tuple[str, ...]
     name = engine.names.get(key)
     if node.is_leaf:
         kind = PARAM if node.requires_grad else CONST
-        title = name or _leaf_title(node)
+        title = name or ("grad" if key in engine.gradient_ids else _leaf_title(node))
     else:
         kind, title = OP, node.op_name
     value = node.value
@@ -439,11 +475,6 @@ def _tooltip(drawn: VizNode, node: Node) -> str:
     return " | ".join(parts)
 
 
-def _module_id(module: tuple) -> str:
-    scope, is_backward = module
-    return ("b:" if is_backward else "m:") + scope[-1]
-
-
 def _module_node(module_id: str, module: tuple) -> VizNode:
     scope, is_backward = module
     return VizNode(
@@ -469,17 +500,24 @@ def _absorb(module: VizNode, engine: _Engine, node: Node, order: int) -> None:
             module.grad_norm = math.hypot(module.grad_norm or 0.0, norm)
 
 
-def _finish_modules(nodes: dict[str, VizNode], engine: _Engine, group: dict[int, tuple], out_of: dict) -> None:
+def _finish_modules(
+    nodes: dict[str, VizNode], engine: _Engine, group: dict[int, tuple], module_ids: dict[tuple, str]
+) -> None:
     """Give each module node the shape of its output: its last tensor used outside the module."""
     for node in engine.order:
         module = group.get(id(node))
         if module is None:
             continue
+        drawn = nodes[module_ids[module]]
+        for parent in node.inputs:
+            name = engine.names.get(id(parent))
+            shared = parent.is_leaf and parent.requires_grad and group.get(id(parent)) != module
+            if shared and name and not drawn.backward and name not in drawn.uses:
+                drawn.uses.append(name)
         leaves_module = id(node) == id(engine.root) or any(
             group.get(id(user)) != module for user in engine.users.get(id(node), [])
         )
         if leaves_module and not node.is_leaf:
-            drawn = nodes[_module_id(module)]
             drawn.shape, drawn.dtype = tuple(node.shape), str(node.dtype)
             if not drawn.params and id(node) in engine.norms:  # no parameters: its output's gradient
                 drawn.grad_norm = engine.norms[id(node)]
