@@ -10,12 +10,12 @@
 
 Files: `viz.graph` reads the engine's graph into a neutral description (scopes, collapsing,
 max_nodes); `viz.dot` turns it into DOT (labels, colours, legend); `viz.program` finds the program
-that renders DOT; `viz.render` writes files; `viz.plots` draws matplotlib plots.
+that renders DOT; `viz.rendering` writes files (`viz.render`); `viz.plots` draws matplotlib plots.
 """
 
 from viz.draw import draw_graph, to_dot
 from viz.plots import plot_attention, plot_losses
 from viz.program import RenderError
-from viz.render import render
+from viz.rendering import render
 
 __all__ = ["RenderError", "draw_graph", "plot_attention", "plot_losses", "render", "to_dot"]

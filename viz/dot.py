@@ -44,8 +44,10 @@ def to_digraph(
     caption = _caption(graph, title)
     dot.attr(
         "graph", rankdir=rankdir, fontname=colors.FONT, fontsize="11", nodesep="0.25", ranksep="0.35",
-        newrank="true", labelloc="b", labeljust="l", label=caption, bgcolor="white",
+        newrank="true", labelloc="b", labeljust="l", bgcolor="white",
     )  # fmt: skip
+    if caption:
+        dot.attr("graph", label=caption)
     dot.attr("node", fontname=colors.FONT, fontsize="10", margin="0.08,0.04", penwidth="1.2")
     dot.attr("edge", color=colors.EDGE, arrowsize="0.6", penwidth="1.0")
 
