@@ -238,9 +238,12 @@ def test_expand_opens_one_module_whatever_the_depth():
     graph = build_graph(loss, depth=1, expand="h.1.attn")
     titles = [n.title for n in graph.nodes.values()]
     assert "softmax" in titles and "h.1.attn.weight" in titles
-    assert {"h.0", "h.1", "h.2"} <= set(titles)
-    rest_of_block = next(n for n in graph.nodes.values() if n.title == "h.1")
-    assert rest_of_block.scope == ("h.1",)  # drawn in the block's box, beside the open attention
+    modules = {n.title: n for n in graph.nodes.values() if n.kind == MODULE}
+    assert set(modules) == {"h.0", "h.2", "h.1.mlp"}  # the block around it is opened one level
+    assert modules["h.1.mlp"].scope == ("h.1",)
+    assert titles.count("add") == 2  # h.1's residual adds
+    with pytest.raises(ValueError, match="no module named 'h.9'"):
+        build_graph(loss, depth=1, expand="h.9")
 
 
 def test_a_tensor_used_by_several_modules_sits_outside_them():

@@ -132,14 +132,14 @@ def _lines(node: VizNode, style: str, ink: str) -> list[str]:
 
     if node.kind == SUMMARY:
         common = ", ".join(f"{op} x{n}" for op, n in node.op_counts.most_common(4))
-        return [f"<b>{html.escape(node.title)}</b>", small(f"{node.ops} ops: {common}" if common else "")]
+        return [f"<b>{html.escape(node.title)}</b>", small(f"{plural(node.ops, 'op')}: {common}" if common else "")]
     if node.kind == OP and style == "records":
         symbol = OP_SYMBOLS.get(node.title, node.title)
         head = f'<font point-size="13"><b>{html.escape(symbol)}</b></font>'
         return [head + (" " + small(node.detail) if node.detail else "")]
     if node.kind == MODULE:
         title = ("backward of " if node.backward else "") + node.title
-        facts = [f"{format_count(node.params)} params" if node.params else "", f"{node.ops} ops"]
+        facts = [f"{format_count(node.params)} params" if node.params else "", plural(node.ops, "op")]
         lines = [f"<b>{html.escape(title)}</b>", small(" · ".join(f for f in facts if f))]
         if node.shape is not None:
             lines.append(small(f"out {format_shape(node.shape)} {node.dtype}"))
@@ -277,6 +277,10 @@ def format_shape(shape: tuple[int, ...] | None) -> str:
     if shape == ():
         return "scalar"
     return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def format_count(n: int) -> str:

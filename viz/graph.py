@@ -124,7 +124,7 @@ def build_graph(
     expand: str | Iterable[str] = (),
 ) -> VizGraph:
     """Describe the graph that computed ``root`` (see `viz.draw_graph` for the options)."""
-    expand = frozenset([expand] if isinstance(expand, str) else expand)
+    expand_names = [expand] if isinstance(expand, str) else list(expand)
     if not isinstance(root, Tensor):
         raise TypeError(f"viz: expected the Tensor whose graph to draw, got {type(root).__name__}")
     if depth is not None and (not isinstance(depth, int) or depth < 1):
@@ -136,14 +136,30 @@ def build_graph(
     engine = _read_engine(root, backward=backward, names=names, grads=grads)
     if style == "auto":
         style = "records" if len(engine.order) <= AUTO_RECORDS_LIMIT and depth is None else "compact"
-    graph = _layout(engine, depth, style, values, expand)
+    expand_paths = _module_paths(engine, expand_names)
+    graph = _layout(engine, depth, style, values, expand_paths)
     if max_nodes is not None and len(graph.nodes) > max_nodes:
-        graph = _shrink(engine, graph, max_nodes, values, expand)
+        graph = _shrink(engine, graph, max_nodes, values, expand_paths)
     graph.notes = engine.notes + graph.notes
     return graph
 
 
-def _shrink(engine: _Engine, graph: VizGraph, max_nodes: int, values: bool, expand: frozenset[str]) -> VizGraph:
+def _module_paths(engine: _Engine, names: list[str]) -> list[tuple[str, ...]]:
+    """The full scope tuple of each module name (``"transformer.h.0.attn"`` -> its nesting)."""
+    known = {scope[-1]: scope for scope in engine.scope.values() if scope}
+    for scope in list(known.values()):
+        for i in range(1, len(scope)):
+            known.setdefault(scope[i - 1], scope[:i])
+    missing = [name for name in names if name not in known]
+    if missing:
+        modules = ", ".join(sorted(known))
+        raise ValueError(f"viz: expand: no module named {missing[0]!r} in this graph; modules: {modules}")
+    return [known[name] for name in names]
+
+
+def _shrink(
+    engine: _Engine, graph: VizGraph, max_nodes: int, values: bool, expand: list[tuple[str, ...]]
+) -> VizGraph:
     """Collapse to the deepest depth that fits in ``max_nodes``; failing that, summarise."""
     asked = graph.depth
     deepest = max((len(s) for s in engine.scope.values()), default=0)
@@ -155,7 +171,7 @@ def _shrink(engine: _Engine, graph: VizGraph, max_nodes: int, values: bool, expa
                 f"{len(graph.nodes)} nodes > max_nodes={max_nodes}: modules collapsed to depth={depth}"
             )
             return smaller
-    smallest = _layout(engine, 1, "compact", values, frozenset()) if deepest >= 1 else graph
+    smallest = _layout(engine, 1, "compact", values, []) if deepest >= 1 else graph
     if len(smallest.nodes) < len(graph.nodes):
         graph = smallest
     return _summarise(graph, max_nodes)
@@ -332,21 +348,28 @@ def _common_prefix(scopes: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
 
 
 def _collapsed_into(
-    scope: tuple[str, ...], depth: int | None, expand: frozenset[str], leaf_scopes: set[tuple[str, ...]]
+    scope: tuple[str, ...], depth: int | None, expand: list[tuple[str, ...]], leaf_scopes: set[tuple[str, ...]]
 ) -> tuple[str, ...] | None:
     """The module a node made in ``scope`` is collapsed into at this ``depth`` (None: drawn itself).
 
     Modules nested ``depth`` deep are collapsed, and so are modules above that level that hold no
-    submodule (a LayerNorm beside the blocks), unless ``expand`` names them or a module around them.
+    submodule (a LayerNorm beside the blocks). An expanded module is drawn op by op, and the
+    modules around it are opened down to it: its siblings become one node each.
     """
-    if depth is None or not scope or expand.intersection(scope):
+    if depth is None or not scope:
         return None
+    for path in expand:
+        if scope[: len(path)] == path:
+            return None
+        shared = len(_common_prefix([scope, path]))
+        if shared:
+            depth = max(depth, shared + 1)
     if len(scope) >= depth:
         return scope[:depth]
     return scope if scope in leaf_scopes else None
 
 
-def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand: frozenset[str]) -> VizGraph:
+def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand: list[tuple[str, ...]]) -> VizGraph:
     nodes: dict[str, VizNode] = {}
     into: dict[int, str] = {}  # engine node -> the drawn node its inputs point at
     out_of: dict[int, str] = {}  # engine node -> the drawn node its users are fed from
@@ -399,9 +422,6 @@ def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand
         connect(out_of[id(gradient)], out_of[id(forward)], "grad_of")
 
     _finish_modules(nodes, engine, group, module_ids)
-    for (scope, _), module_id in module_ids.items():  # a module partly expanded: its node goes in its box
-        if any(n.scope[: len(scope)] == scope for n in nodes.values() if n.kind != MODULE):
-            nodes[module_id].scope = scope
     nodes[out_of[id(engine.root)]].is_root = True
     return VizGraph(nodes, list(edges.values()), depth, style, engine.grads, bool(engine.backward))
 
@@ -514,8 +534,9 @@ def _finish_modules(
             shared = parent.is_leaf and parent.requires_grad and group.get(id(parent)) != module
             if shared and name and not drawn.backward and name not in drawn.uses:
                 drawn.uses.append(name)
-        leaves_module = id(node) == id(engine.root) or any(
-            group.get(id(user)) != module for user in engine.users.get(id(node), [])
+        users = engine.users.get(id(node), [])
+        leaves_module = id(node) == id(engine.root) or not users or any(
+            group.get(id(user)) != module for user in users
         )
         if leaves_module and not node.is_leaf:
             drawn.shape, drawn.dtype = tuple(node.shape), str(node.dtype)

@@ -54,17 +54,16 @@ def how_to_render(dot_path: str | Path, fmt: str = "svg") -> str:
     )
 
 
-def run_program(source: str, fmt: str = "svg") -> bytes:
-    """Render DOT text to ``fmt`` ("svg" or "png") and return the file's bytes."""
+def run_program(source: str, fmt: str = "svg", dpi: float | None = None) -> bytes:
+    """Render DOT text to ``fmt`` ("svg" or "png", at ``dpi`` dots per inch) and return the file's bytes."""
     if fmt not in FORMATS:
         raise ValueError(f"viz: format must be one of {', '.join(FORMATS)}, got {fmt!r} (or write the DOT text)")
     command = find_program()
     if command is None:
         raise RenderError(how_to_render("graph.dot", fmt))
+    arguments = [*command, f"-T{fmt}", "-q", *([f"-Gdpi={dpi:g}"] if dpi else [])]
     try:
-        done = subprocess.run(
-            [*command, f"-T{fmt}", "-q"], input=source.encode("utf-8"), capture_output=True, timeout=_TIMEOUT
-        )
+        done = subprocess.run(arguments, input=source.encode("utf-8"), capture_output=True, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise RenderError(
             f"{command[0]} took more than {_TIMEOUT} s to lay out the graph; draw it with a smaller "

@@ -17,12 +17,15 @@ def render(
     root: Tensor | graphviz.Digraph | str,
     path: str | Path,
     format: str | None = None,  # noqa: A002 (the graphviz package's name for it)
+    *,
+    dpi: float | None = None,
     **options: Any,
 ) -> Path:
     """Draw ``root``'s graph (see `viz.draw_graph` for ``options``) into ``path``; return the file.
 
     ``root`` may also be a drawn `graphviz.Digraph` or DOT text. ``format`` is "svg", "png" or "dot"
     (DOT text only); by default the path's suffix decides, else "svg" (the suffix is added).
+    ``dpi``: the resolution of a PNG (Graphviz's default is 96).
 
     Rendering uses a system ``dot`` if installed, else the ``graphviz-pure`` program (installed with
     this project). With neither, the DOT text is written next to ``path`` (``.dot``) and
@@ -52,5 +55,5 @@ def render(
         message = how_to_render(dot_path, format)
         print(message, file=sys.stderr)
         raise RenderError(message)
-    path.write_bytes(run_program(source, format))
+    path.write_bytes(run_program(source, format, dpi))
     return path
