@@ -154,9 +154,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-train", action="store_true", help="skip the training run (loss curve, heatmap)")
     args = parser.parse_args()
-    jobs = [micrograd_neuron, attention_head, gpt_pictures]
-    if not args.no_train:
-        jobs.append(training_pictures)
+    jobs = [micrograd_neuron, attention_head]
+    try:
+        from tinygrad_lm import GPT  # noqa: F401
+
+        jobs += [gpt_pictures] if args.no_train else [gpt_pictures, training_pictures]
+    except ImportError as error:
+        print(f"skipping the GPT pictures: {error}")
     for job in jobs:
         start = time.perf_counter()
         job()
