@@ -10,7 +10,8 @@ import autograd as ag
 import viz
 from autograd import Tensor
 from viz import colors
-from viz.graph import MODULE, OP, PARAM, SUMMARY, VALUE, build_graph, describe_attrs, describe_index
+from viz.graph import MODULE, OP, PARAM, SUMMARY, VALUE, build_graph
+from viz.text import describe_attrs, describe_index
 
 
 def dot_nodes(source: str) -> list[str]:

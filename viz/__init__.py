@@ -8,9 +8,10 @@
     viz.plot_attention(weights, tokens, "attention.png")
     viz.plot_losses(train=[(0, 4.2), (100, 2.1)], path="losses.png")
 
-Files: `viz.graph` reads the engine's graph into a neutral description (scopes, collapsing,
-max_nodes); `viz.dot` turns it into DOT (labels, colours, legend); `viz.program` finds the program
-that renders DOT; `viz.rendering` writes files (`viz.render`); `viz.plots` draws matplotlib plots.
+Files: `viz.read` reads the engine's graph through its public API; `viz.graph` turns it into a
+neutral description (module scopes, depth collapsing, the max_nodes guard); `viz.dot` emits that as
+DOT (labels, colours, legend) with `viz.text` and `viz.colors`; `viz.program` finds the program that
+renders DOT; `viz.rendering` writes files (`viz.render`); `viz.plots` draws matplotlib plots.
 """
 
 from viz.draw import draw_graph, to_dot

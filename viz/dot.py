@@ -19,11 +19,10 @@ from __future__ import annotations
 import html
 import math
 
-import numpy as np
-
 from viz import colors
 from viz.graph import CONST, MODULE, OP, PARAM, SUMMARY, VALUE, VizEdge, VizGraph, VizNode
 from viz.program import Drawing
+from viz.text import format_count, format_number, format_shape, format_value, plural
 
 OP_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}  # records style
 SMALL = 9  # point size of the second and later label lines
@@ -254,55 +253,6 @@ def _edge_row(color: str, arrow: str, text: str) -> str:
     return (
         f'<tr><td><font color="{color}"><b>{html.escape(arrow)}</b></font></td>'
         f'<td align="left" colspan="7">{html.escape(text)}</td></tr>'
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Numbers, shapes and statistics as short text
-# ---------------------------------------------------------------------------------------------------
-
-
-def format_number(x: float | np.ndarray) -> str:
-    x = float(np.asarray(x).reshape(()))
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    if 1e-3 <= abs(x) < 1e5:
-        return f"{x:.4g}"
-    return f"{x:.2e}"
-
-
-def format_shape(shape: tuple[int, ...] | None) -> str:
-    if shape is None:
-        return ""
-    if shape == ():
-        return "scalar"
-    return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def format_count(n: int) -> str:
-    """12 -> "12", 12_345 -> "12.3k", 1_234_567 -> "1.23M"."""
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.3g}k"
-    return f"{n / 1_000_000:.3g}M"
-
-
-def format_value(value: np.ndarray) -> str:
-    """A scalar's value, or mean and standard deviation of an array (with its min and max)."""
-    array = np.asarray(value)
-    if array.size == 1:
-        return f"data {format_number(array)}"
-    if array.dtype.kind == "b":
-        return f"{int(array.sum())} of {array.size} true"
-    data = array.astype(np.float64, copy=False)
-    return (
-        f"mean {format_number(data.mean())} std {format_number(data.std())} "
-        f"[{format_number(data.min())}, {format_number(data.max())}]"
     )
 
 

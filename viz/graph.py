@@ -1,7 +1,7 @@
 """From the engine's recorded graph to a neutral picture description: nodes, edges, module scopes.
 
-`build_graph` reads the graph only through `autograd.graph` (``walk``, ``gradients``) and the public
-fields of `autograd.Node`; it knows nothing of DOT (that is `viz.dot`). The steps:
+`build_graph` takes what `viz.read` read from the engine (steps 1 and 2 below) and decides what is
+drawn (3 and 4); it knows nothing of DOT (that is `viz.dot`). The steps:
 
 1. walk the forward graph from ``root``; with ``backward=True`` also the graph that computes every
    gradient (``gradients(root, create_graph=True)``), whose nodes are linked to the forward node
@@ -19,7 +19,6 @@ fields of `autograd.Node`; it knows nothing of DOT (that is `viz.dot`). The step
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-import autograd as ag
 from autograd import Node, Tensor
+from viz.read import EngineGraph, common_prefix, module_paths, read_engine
+from viz.text import describe_attrs
 
 # What a drawn node stands for.
 PARAM = "param"  # a leaf that requires grad (a parameter or an input being differentiated)
@@ -86,26 +86,6 @@ class VizGraph:
     notes: list[str] = field(default_factory=list)  # what was collapsed or could not be drawn, and why
 
 
-@dataclass
-class _Engine:
-    """The engine graph with everything `_layout` needs, computed once per drawing."""
-
-    order: list[Node]  # forward and backward nodes, inputs before users
-    index: dict[int, int]  # id(node) -> position in order
-    backward: set[int]  # ids of the nodes that belong to the gradient computation
-    users: dict[int, list[Node]]
-    scope: dict[int, tuple[str, ...]]  # where each node is drawn
-    leaf_scopes: set[tuple[str, ...]]  # scopes with no scope nested inside (modules with no submodules)
-    names: dict[int, str]
-    norms: dict[int, float]
-    scalar_grads: dict[int, float]
-    grad_of: list[tuple[Node, Node]]  # (gradient node, forward node)
-    gradient_ids: set[int]  # ids of the nodes in grad_of that are gradients
-    root: Node
-    grads: str | None
-    notes: list[str]
-
-
 # ---------------------------------------------------------------------------------------------------
 # The entry point
 # ---------------------------------------------------------------------------------------------------
@@ -133,32 +113,18 @@ def build_graph(
         raise ValueError(f"viz: max_nodes must be at least 2 (or None for no limit), got {max_nodes}")
     if style not in ("auto", "records", "compact"):
         raise ValueError(f"viz: style must be 'auto', 'records' or 'compact', got {style!r}")
-    engine = _read_engine(root, backward=backward, names=names, grads=grads)
+    engine = read_engine(root, backward=backward, names=names, grads=grads)
     if style == "auto":
         style = "records" if len(engine.order) <= AUTO_RECORDS_LIMIT and depth is None else "compact"
-    expand_paths = _module_paths(engine, expand_names)
+    expand_paths = module_paths(engine, expand_names)
     graph = _layout(engine, depth, style, values, expand_paths)
     if max_nodes is not None and len(graph.nodes) > max_nodes:
         graph = _shrink(engine, graph, max_nodes, values, expand_paths)
     graph.notes = engine.notes + graph.notes
     return graph
 
-
-def _module_paths(engine: _Engine, names: list[str]) -> list[tuple[str, ...]]:
-    """The full scope tuple of each module name (``"transformer.h.0.attn"`` -> its nesting)."""
-    known = {scope[-1]: scope for scope in engine.scope.values() if scope}
-    for scope in list(known.values()):
-        for i in range(1, len(scope)):
-            known.setdefault(scope[i - 1], scope[:i])
-    missing = [name for name in names if name not in known]
-    if missing:
-        modules = ", ".join(sorted(known))
-        raise ValueError(f"viz: expand: no module named {missing[0]!r} in this graph; modules: {modules}")
-    return [known[name] for name in names]
-
-
 def _shrink(
-    engine: _Engine, graph: VizGraph, max_nodes: int, values: bool, expand: list[tuple[str, ...]]
+    engine: EngineGraph, graph: VizGraph, max_nodes: int, values: bool, expand: list[tuple[str, ...]]
 ) -> VizGraph:
     """Collapse to the deepest depth that fits in ``max_nodes``; failing that, summarise."""
     asked = graph.depth
@@ -175,172 +141,6 @@ def _shrink(
     if len(smallest.nodes) < len(graph.nodes):
         graph = smallest
     return _summarise(graph, max_nodes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reading the engine's graph
-# ---------------------------------------------------------------------------------------------------
-
-
-def _read_engine(root: Tensor, *, backward: bool, names: Mapping[Any, Any] | None, grads: bool) -> _Engine:
-    notes: list[str] = []
-    forward = ag.graph.walk(root)
-    root_node = forward[-1]
-    norms, scalar_grads, grad_status = ({}, {}, None)
-    if grads:
-        norms, scalar_grads, grad_status = _gradient_norms(root, forward, notes)
-
-    grad_of: list[tuple[Node, Node]] = []
-    order = forward
-    if backward:
-        gradient_tensors = _backward_graph(root, notes)
-        if gradient_tensors:
-            order = ag.graph.walk([root, *gradient_tensors.values()])
-            grad_of = [(g.node, node) for node, g in gradient_tensors.items() if g.node is not None]
-    forward_ids = {id(n) for n in forward}
-    backward_ids = {id(n) for n in order if id(n) not in forward_ids}
-
-    users: dict[int, list[Node]] = {}
-    for node in order:
-        for parent in node.inputs:
-            users.setdefault(id(parent), []).append(node)
-    engine = _Engine(
-        order=order,
-        index={id(n): i for i, n in enumerate(order)},
-        backward=backward_ids,
-        users=users,
-        scope={},
-        leaf_scopes=set(),
-        names=_resolve_names(order, names),
-        norms=norms,
-        scalar_grads=scalar_grads,
-        grad_of=grad_of,
-        gradient_ids={id(g) for g, _ in grad_of},
-        root=root_node,
-        grads=grad_status,
-        notes=notes,
-    )
-    engine.scope = _place(engine)
-    every_scope = set(engine.scope.values())
-    parents = {scope[:i] for scope in every_scope for i in range(1, len(scope))}
-    engine.leaf_scopes = {scope for scope in every_scope if scope and scope not in parents}
-    return engine
-
-
-def _gradient_norms(root: Tensor, forward: list[Node], notes: list[str]) -> tuple[dict, dict, str | None]:
-    """||d root / d node|| for every node (or, when the graph was freed, for leaves with a .grad)."""
-    norms: dict[int, float] = {}
-    scalars: dict[int, float] = {}
-    if not root.requires_grad or root.size != 1:
-        notes.append("no gradients: the root is not a single number that requires grad")
-        return norms, scalars, None
-    try:
-        found = {id(n): g.data for n, g in ag.graph.gradients(root).items()}
-        status = "all"
-    except ag.GraphReleasedError:
-        found = {id(n): n.grad.data for n in forward if n.is_leaf and n.grad is not None}
-        status = "leaves"
-        notes.append(
-            "gradients of leaves only: backward() freed the graph "
-            "(call backward(retain_graph=True), or draw before backward, to see every gradient)"
-        )
-    for key, g in found.items():
-        norms[key] = float(np.linalg.norm(g.astype(np.float64, copy=False)))
-        if g.size == 1:
-            scalars[key] = float(g.reshape(()))
-    return norms, scalars, status
-
-
-def _backward_graph(root: Tensor, notes: list[str]) -> dict[Node, Tensor]:
-    """The gradient of ``root`` for every node, each computed as a recorded graph."""
-    if not root.requires_grad or root.size != 1:
-        notes.append("no backward graph: the root is not a single number that requires grad")
-        return {}
-    try:
-        gradients = ag.graph.gradients(root, create_graph=True)
-    except ag.GraphReleasedError:
-        warnings.warn(
-            "viz: cannot draw the backward graph: backward() already freed it. Draw before calling "
-            "backward(), or call backward(retain_graph=True).",
-            stacklevel=4,
-        )
-        notes.append("backward graph not drawn: backward() freed it (use retain_graph=True)")
-        return {}
-    ag.graph.walk(list(gradients.values()))  # gives constant gradients a node, so they can be linked
-    return gradients
-
-
-def _resolve_names(order: list[Node], names: Mapping[Any, Any] | None) -> dict[int, str]:
-    """Each node's display name: the user's ``names`` first, then the tensor's own ``.name``.
-
-    ``names`` maps name -> Tensor (like ``dict(model.named_parameters())``) or Tensor -> name.
-    """
-    by_tensor: dict[int, str] = {}
-    for key, value in (names or {}).items():
-        if isinstance(value, Tensor) and isinstance(key, str):
-            by_tensor[id(value)] = key
-        elif isinstance(key, Tensor) and isinstance(value, str):
-            by_tensor[id(key)] = value
-        else:
-            raise TypeError(
-                "viz: names must map str -> Tensor (like dict(model.named_parameters())) or Tensor -> str, "
-                f"got {type(key).__name__} -> {type(value).__name__}"
-            )
-    resolved: dict[int, str] = {}
-    for node in order:
-        tensor = node.tensor
-        name = by_tensor.get(id(tensor)) if tensor is not None else None
-        name = name or node.name
-        if name:
-            resolved[id(node)] = name
-    return resolved
-
-
-def _place(engine: _Engine) -> dict[int, tuple[str, ...]]:
-    """The scope each node is drawn in.
-
-    An op is drawn where it was made. A leaf or constant is drawn in the module its name says it
-    belongs to (``transformer.h.0.attn.c_attn.weight`` -> ``transformer.h.0.attn.c_attn``), else in
-    the deepest scope shared by all its users (forward users first), so a tensor used by several
-    blocks sits outside them.
-    """
-    known: dict[str, tuple[str, ...]] = {}  # a scope's own name -> the full scope tuple
-    for node in engine.order:
-        for i in range(len(node.scope)):
-            known.setdefault(node.scope[i], node.scope[: i + 1])
-    gradient_of = {id(g): f for g, f in engine.grad_of}
-    placed: dict[int, tuple[str, ...]] = {}
-    for node in engine.order:
-        if not node.is_leaf:
-            placed[id(node)] = node.scope
-            continue
-        name = engine.names.get(id(node))
-        owner = name.rpartition(".")[0] if name else ""
-        if owner in known:
-            placed[id(node)] = known[owner]
-            continue
-        users = engine.users.get(id(node), [])
-        forward_users = [u for u in users if id(u) not in engine.backward]
-        users = forward_users or users
-        if users:
-            placed[id(node)] = _common_prefix([u.scope for u in users])
-        elif id(node) in gradient_of:
-            placed[id(node)] = gradient_of[id(node)].scope
-        else:
-            placed[id(node)] = node.scope
-    return placed
-
-
-def _common_prefix(scopes: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
-    scopes = list(scopes)
-    prefix = scopes[0]
-    for scope in scopes[1:]:
-        n = 0
-        while n < min(len(prefix), len(scope)) and prefix[n] == scope[n]:
-            n += 1
-        prefix = prefix[:n]
-    return prefix
-
 
 # ---------------------------------------------------------------------------------------------------
 # From engine nodes to drawn nodes and edges
@@ -361,7 +161,7 @@ def _collapsed_into(
     for path in expand:
         if scope[: len(path)] == path:
             return None
-        shared = len(_common_prefix([scope, path]))
+        shared = len(common_prefix([scope, path]))
         if shared:
             depth = max(depth, shared + 1)
     if len(scope) >= depth:
@@ -369,7 +169,9 @@ def _collapsed_into(
     return scope if scope in leaf_scopes else None
 
 
-def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand: list[tuple[str, ...]]) -> VizGraph:
+def _layout(
+    engine: EngineGraph, depth: int | None, style: str, values: bool, expand: list[tuple[str, ...]]
+) -> VizGraph:
     nodes: dict[str, VizNode] = {}
     into: dict[int, str] = {}  # engine node -> the drawn node its inputs point at
     out_of: dict[int, str] = {}  # engine node -> the drawn node its users are fed from
@@ -426,7 +228,7 @@ def _layout(engine: _Engine, depth: int | None, style: str, values: bool, expand
     return VizGraph(nodes, list(edges.values()), depth, style, engine.grads, bool(engine.backward))
 
 
-def _engine_node(engine: _Engine, node: Node, order: int, scope: tuple[str, ...], values: bool) -> VizNode:
+def _engine_node(engine: EngineGraph, node: Node, order: int, scope: tuple[str, ...], values: bool) -> VizNode:
     key = id(node)
     name = engine.names.get(key)
     if node.is_leaf:
@@ -462,7 +264,7 @@ def _leaf_title(node: Node) -> str:
     return "input" if node.dtype.kind in "iu" else "const"
 
 
-def _value_record(op: VizNode, engine: _Engine, node: Node, values: bool) -> VizNode:
+def _value_record(op: VizNode, engine: EngineGraph, node: Node, values: bool) -> VizNode:
     """Records style: the tensor an op produced, as its own node (micrograd's draw_dot)."""
     record = VizNode(
         id=op.id + "v",
@@ -507,7 +309,7 @@ def _module_node(module_id: str, module: tuple) -> VizNode:
     )
 
 
-def _absorb(module: VizNode, engine: _Engine, node: Node, order: int) -> None:
+def _absorb(module: VizNode, engine: EngineGraph, node: Node, order: int) -> None:
     """Count what a module node stands for."""
     module.order = max(module.order, order)
     if not node.is_leaf:
@@ -521,7 +323,7 @@ def _absorb(module: VizNode, engine: _Engine, node: Node, order: int) -> None:
 
 
 def _finish_modules(
-    nodes: dict[str, VizNode], engine: _Engine, group: dict[int, tuple], module_ids: dict[tuple, str]
+    nodes: dict[str, VizNode], engine: EngineGraph, group: dict[int, tuple], module_ids: dict[tuple, str]
 ) -> None:
     """Give each module node the shape of its output: its last tensor used outside the module."""
     for node in engine.order:
@@ -572,57 +374,3 @@ def _summarise(graph: VizGraph, max_nodes: int) -> VizGraph:
     )
     return VizGraph(kept, list(edges.values()), graph.depth, graph.style, graph.grads, graph.backward,
                     graph.notes + [note])  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------------
-# Op attributes in a few characters
-# ---------------------------------------------------------------------------------------------------
-
-
-def describe_attrs(op_name: str, attrs: Mapping[str, Any]) -> str:
-    """A short description of an op's attributes: ``axis=1``, ``(0, 2, 1, 3)``, ``[:, -1]``.
-
-    Shapes are left out (the node shows its output shape anyway).
-    """
-    parts = []
-    for key, value in attrs.items():
-        if key == "shape":
-            continue
-        if key == "index":
-            parts.append(describe_index(value))
-        elif key == "axes":
-            parts.append(str(tuple(value)))
-        elif key == "axis":
-            axis = tuple(value) if isinstance(value, (tuple, list)) else value
-            if isinstance(axis, tuple) and len(axis) == 1:
-                axis = axis[0]
-            parts.append(f"axis={axis}")
-        elif key == "keepdims":
-            if value:
-                parts.append("keepdims")
-        elif key == "dtype":
-            parts.append(f"to {np.dtype(value)}")
-        elif isinstance(value, (bool, int, float, str)):
-            parts.append(f"{key}={value}")
-    return " ".join(parts)
-
-
-def describe_index(index: Any) -> str:
-    """``x[index]`` as written: ``[:, 1:3]``, ``[array(4, 8)]``."""
-    items = index if isinstance(index, tuple) else (index,)
-    shown = []
-    for item in items:
-        if isinstance(item, slice):
-            start = "" if item.start is None else str(item.start)
-            stop = "" if item.stop is None else str(item.stop)
-            step = "" if item.step is None else f":{item.step}"
-            shown.append(f"{start}:{stop}{step}")
-        elif item is None:
-            shown.append("None")
-        elif item is Ellipsis:
-            shown.append("...")
-        elif isinstance(item, np.ndarray):
-            shown.append(f"array{item.shape}" if item.size > 4 else str(item.tolist()))
-        else:
-            shown.append(str(item))
-    return "[" + ", ".join(shown) + "]"
