@@ -324,7 +324,10 @@ def test_backward_after_the_graph_was_freed_draws_the_forward_and_says_why():
 def test_records_style_with_backward_keeps_records_for_tensors():
     o, _ = neuron()
     graph = build_graph(o, backward=True, style="records")
-    assert any(n.kind == VALUE and n.backward for n in graph.nodes.values())
+    gradients = {n.id for n in graph.nodes.values() if n.kind == VALUE and n.backward}
+    assert gradients
+    into_gradients = [e for e in graph.edges if e.dst in gradients]
+    assert into_gradients and all(e.kind == "backward" for e in into_gradients)  # all drawn the backward way
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ FILLS = {
     "module": ("#dcefd5", "#5b9a45"),
     "summary": ("#f4f4f4", "#9a9a9a"),
     "backward": ("#fbdcd7", "#c0392b"),
+    "backward_value": ("#fff6f4", "#c0392b"),
 }
 
 # The health scale: (log10 of the gradient norm, RGB) anchors, interpolated in between.

@@ -97,8 +97,7 @@ def _caption(graph: VizGraph, title: str | None) -> str:
 
 
 def _node_attrs(node: VizNode, style: str, grad_health: bool) -> dict[str, str]:
-    kind = "backward" if node.backward and node.kind in (OP, MODULE) else node.kind
-    fill, border = colors.FILLS[kind]
+    fill, border = colors.FILLS[_fill_kind(node)]
     norm = node.grad_norm if node.grad_norm is not None else (abs(node.grad) if node.grad is not None else None)
     if grad_health and norm is not None:
         fill = colors.health_color(norm)
@@ -120,6 +119,15 @@ def _node_attrs(node: VizNode, style: str, grad_health: bool) -> dict[str, str]:
     if node.is_root:
         attrs["penwidth"] = "2.6"
     return attrs
+
+
+def _fill_kind(node: VizNode) -> str:
+    """Which entry of `colors.FILLS` a node is drawn with."""
+    if node.backward and node.kind in (OP, MODULE):
+        return "backward"
+    if node.backward and node.kind == VALUE:
+        return "backward_value"
+    return node.kind
 
 
 def _lines(node: VizNode, style: str, ink: str) -> list[str]:
@@ -210,11 +218,12 @@ def _edge_attrs(edge: VizEdge) -> dict[str, str]:
 
 
 def _legend(graph: VizGraph, grad_health: bool) -> str:
-    kinds = {("backward" if n.backward and n.kind in (OP, MODULE) else n.kind) for n in graph.nodes.values()}
+    kinds = {_fill_kind(n) for n in graph.nodes.values()}
     entries = [
         (PARAM, "parameter (requires grad)"),
         (CONST, "constant / input data"),
         (VALUE, "tensor: name | data | grad"),
+        ("backward_value", "a gradient (a tensor of the backward)"),
         (OP, "op" if graph.style == "records" else "op: output shape, dtype"),
         (MODULE, "module: params, ops, output"),
         ("backward", "backward (gradient) op"),

@@ -212,8 +212,8 @@ def _layout(
             edge.count += 1
 
     for node in engine.order:
-        if style == "records" and id(node) not in group and not node.is_leaf:
-            connect(into[id(node)], out_of[id(node)], "data")
+        if style == "records" and id(node) not in group and not node.is_leaf:  # op -> its value record
+            connect(into[id(node)], out_of[id(node)], "backward" if id(node) in engine.backward else "data")
         for parent in node.inputs:
             if id(node) not in engine.backward:
                 kind = "data"
