@@ -252,7 +252,7 @@ def _read_entries(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"checkpoint {path}: not a checkpoint (expected an .npz zip archive, found {kind})")
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+            entries = {name: archive[name] for name in archive.files}
     except ValueError as error:
         if "pickle" in str(error).lower() or "object" in str(error).lower():
             raise CheckpointError(
@@ -262,6 +262,10 @@ def _read_entries(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"checkpoint {path}: corrupted ({error})") from None
     except Exception as error:  # zipfile.BadZipFile, EOFError, zlib.error, OSError ...
         raise CheckpointError(f"checkpoint {path}: truncated or corrupted ({type(error).__name__}: {error})") from None
+    foreign = [name for name, value in entries.items() if not isinstance(value, np.ndarray)]
+    if foreign:  # np.load hands back the raw bytes of a zip member that is not a .npy
+        raise CheckpointError(f"checkpoint {path}: not a checkpoint (entries {foreign} are not numpy arrays)")
+    return entries
 
 
 def _read_document(path: str, entries: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -305,6 +309,8 @@ def _check_config(model: Module, saved: dict[str, Any] | None, fail: Any) -> Non
     config = getattr(model, "config", None)
     if saved is None or not dataclasses.is_dataclass(config):
         return
+    if not isinstance(saved, dict):
+        raise fail(f"malformed metadata (config is a {type(saved).__name__})")
     current = dataclasses.asdict(config)
     different = [
         f"{key}: saved {saved.get(key)!r}, model {current.get(key)!r}"
