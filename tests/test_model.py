@@ -431,3 +431,20 @@ def test_bad_input_is_named(idx, targets, error, words):
 def test_gpt_needs_a_config():
     with pytest.raises(TypeError, match="GPTConfig"):
         GPT({"vocab_size": 3})
+
+
+def test_tied_weight_loads_from_either_name_but_both_must_agree():
+    sd = random_state_dict(CFG, seed=3)
+    only_head = {k: v for k, v in sd.items() if k != "transformer.wte.weight"}
+    model = GPT(CFG)
+    model.load_state_dict(only_head)
+    np.testing.assert_allclose(model.transformer.wte.weight.data, sd["lm_head.weight"], rtol=1e-6)
+    model.load_state_dict({k: v for k, v in sd.items() if k != "lm_head.weight"})  # as nanoGPT's checkpoints
+    clash = {**sd, "lm_head.weight": sd["lm_head.weight"] + 1.0}
+    before = model.state_dict()["transformer.wpe.weight"].copy()
+    with pytest.raises(ValueError, match="lm_head.weight and transformer.wte.weight are tied"):
+        model.load_state_dict({**clash, "transformer.wpe.weight": np.zeros_like(before)})
+    np.testing.assert_array_equal(model.transformer.wpe.weight.data, before)  # nothing was loaded
+    missing = {k: v for k, v in sd.items() if k not in ("lm_head.weight", "transformer.wte.weight")}
+    with pytest.raises(ValueError, match="missing keys: transformer.wte.weight"):
+        model.load_state_dict(missing)

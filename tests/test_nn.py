@@ -394,3 +394,16 @@ def test_softmax_and_dropout_functions():
     assert F.dropout(t, 0.5, np.random.default_rng(0), training=False) is t
     assert F.dropout(t, 0.0, np.random.default_rng(0)) is t
     assert F.dropout(t.astype(np.float32), 0.5, np.random.default_rng(0)).dtype == np.float32
+
+
+def test_a_removed_module_becomes_a_root_again():
+    model = Tiny()
+    norm = model.norm
+    assert norm.full_name == "norm" and norm.weight.name == "norm.weight"
+    model.norm = nn.LayerNorm(4)
+    assert norm.full_name == "" and norm.weight.name == "weight"
+    y = norm(Tensor(np.ones((1, 4), np.float32)))
+    assert y.node.scope == ()  # a root pushes no scope
+    layer = model.layers[0]
+    del model.layers
+    assert layer.full_name == "0"  # still inside its list, which is now a root

@@ -39,7 +39,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def gelu(x: Tensor) -> Tensor:
     """GELU with GPT-2's tanh approximation:
 
-        gelu(x) = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+    gelu(x) = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
     """
     inner = x * (x * x * (_GELU_K0 * _GELU_K1) + _GELU_K0)  # sqrt(2/pi) (x + 0.044715 x^3)
     return x * (inner.tanh() * 0.5 + 0.5)
@@ -77,8 +77,8 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1) -> Tenso
     defined as 0 (with zero gradients), so a fully padded batch contributes nothing rather than NaN
     (torch returns NaN there).
 
-    The pick-and-average is a product with a constant weight matrix ``w[i, t_i] = 1/N``, so its
-    backward is one elementwise product (no scatter).
+    The picked log-probabilities are gathered with an integer-array index (its backward scatters
+    into the rows), so no (positions, V) one-hot array is ever built: memory stays at the logits'.
     """
     targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     vocab = logits.shape[-1]
@@ -92,10 +92,10 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1) -> Tenso
         bad = chosen[(chosen < 0) | (chosen >= vocab)][0]
         raise ValueError(f"cross_entropy: target {bad} is outside [0, {vocab}) and is not ignore_index={ignore_index}")
     log_probs = logits.reshape(-1, vocab).log_softmax(axis=-1)  # (N, V)
-    weights = np.zeros((flat.size, vocab), dtype=logits.dtype)
-    if rows.size:
-        weights[rows, chosen] = 1.0 / rows.size
-    return -(log_probs * Tensor(weights)).sum()
+    if not rows.size:
+        return log_probs.sum() * 0.0
+    picked = log_probs[rows, chosen]  # (n,): log p(target) at each counted position
+    return picked.sum() * (-1.0 / rows.size)
 
 
 @lru_cache(maxsize=64)

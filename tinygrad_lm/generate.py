@@ -72,9 +72,7 @@ class KVCache:
         self.length = 0
 
 
-def sample_next(
-    logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator
-) -> np.ndarray:
+def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> np.ndarray:
     """One token id per row of ``logits`` (B, V).
 
     ``temperature == 0`` (or ``top_k == 1``) picks the most likely token. Otherwise the logits are
@@ -146,4 +144,3 @@ def generate(
     finally:
         model.train(was_training)
     return out
-

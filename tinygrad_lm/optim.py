@@ -190,11 +190,11 @@ def _restore(value: Any, default: Any) -> Any:
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, as ``torch.optim.SGD``:
 
-        d = g + weight_decay * p
-        buf = d                         (first step)
-        buf = momentum * buf + (1 - dampening) * d
-        d = d + momentum * buf if nesterov else buf
-        p = p - lr * d
+    d = g + weight_decay * p
+    buf = d                         (first step)
+    buf = momentum * buf + (1 - dampening) * d
+    d = d + momentum * buf if nesterov else buf
+    p = p - lr * d
     """
 
     state_keys = {"momentum_buffer": "array"}
@@ -285,19 +285,22 @@ class AdamW(Optimizer):
                     }  # fmt: skip
                 state["step"] += 1
                 t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                scratch = np.empty_like(data)  # every temporary below lives here: one allocation
                 if weight_decay:
                     data *= 1.0 - lr * weight_decay
                 m *= beta1  # m = beta1 m + (1 - beta1) g
-                m += (1.0 - beta1) * g
+                np.multiply(g, 1.0 - beta1, out=scratch)
+                m += scratch
                 v *= beta2  # v = beta2 v + (1 - beta2) g^2
-                v += (1.0 - beta2) * (g * g)
-                step_size = lr / (1.0 - beta1**t)
-                denom = np.sqrt(v)
-                denom *= 1.0 / math.sqrt(1.0 - beta2**t)
-                denom += eps
-                np.divide(m, denom, out=denom)
-                denom *= step_size
-                data -= denom
+                np.multiply(g, g, out=scratch)
+                scratch *= 1.0 - beta2
+                v += scratch
+                np.sqrt(v, out=scratch)  # denominator: sqrt(v) / sqrt(1 - beta2^t) + eps
+                scratch *= 1.0 / math.sqrt(1.0 - beta2**t)
+                scratch += eps
+                np.divide(m, scratch, out=scratch)
+                scratch *= lr / (1.0 - beta1**t)  # step size: lr / (1 - beta1^t)
+                data -= scratch
 
 
 def clip_grad_norm(parameters: Iterable[Tensor], max_norm: float) -> float:
