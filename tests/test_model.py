@@ -448,3 +448,12 @@ def test_tied_weight_loads_from_either_name_but_both_must_agree():
     missing = {k: v for k, v in sd.items() if k not in ("lm_head.weight", "transformer.wte.weight")}
     with pytest.raises(ValueError, match="missing keys: transformer.wte.weight"):
         model.load_state_dict(missing)
+
+
+def test_state_dict_round_trip_between_models_gives_the_same_function():
+    a, b = GPT(CFG, seed=1), GPT(CFG, seed=2)
+    idx = np.random.default_rng(0).integers(0, CFG.vocab_size, (2, CFG.block_size))
+    assert not np.array_equal(a(idx)[0].data, b(idx)[0].data)
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(a(idx)[0].data, b(idx)[0].data)
+    assert b.lm_head.weight is b.transformer.wte.weight

@@ -35,48 +35,6 @@ if TYPE_CHECKING:
     from tinygrad_lm.optim import AdamW
 
 
-@dataclass(frozen=True)
-class GPTConfig:
-    """The shape of a GPT (nanoGPT's field names). Checked on creation."""
-
-    vocab_size: int
-    block_size: int
-    n_layer: int
-    n_head: int
-    n_embd: int
-    dropout: float = 0.0
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"GPTConfig: {field} must be an int, got {type(value).__name__} {value!r}")
-            if value <= 0:
-                raise ValueError(f"GPTConfig: {field} must be positive, got {value}")
-            object.__setattr__(self, field, int(value))
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                "each head gets n_embd / n_head channels"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise TypeError(f"GPTConfig: dropout must be a number, got {type(self.dropout).__name__}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
-        object.__setattr__(self, "dropout", float(self.dropout))
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise TypeError(f"GPTConfig: bias must be True or False, got {self.bias!r}")
-        object.__setattr__(self, "bias", bool(self.bias))
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class CausalSelfAttention(Module):
     """Multi-head causal self-attention: each position mixes the values of itself and the
     positions before it, weighted by how well its query matches their keys."""
@@ -136,6 +94,48 @@ class Block(Module):
         x = x + self.attn(self.ln_1(x), cache)
         x = x + self.mlp(self.ln_2(x))
         return x
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT (nanoGPT's field names). Checked on creation."""
+
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"GPTConfig: {field} must be an int, got {type(value).__name__} {value!r}")
+            if value <= 0:
+                raise ValueError(f"GPTConfig: {field} must be positive, got {value}")
+            object.__setattr__(self, field, int(value))
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                "each head gets n_embd / n_head channels"
+            )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise TypeError(f"GPTConfig: dropout must be a number, got {type(self.dropout).__name__}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise TypeError(f"GPTConfig: bias must be True or False, got {self.bias!r}")
+        object.__setattr__(self, "bias", bool(self.bias))
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class GPT(Module):
