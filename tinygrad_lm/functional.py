@@ -100,20 +100,24 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1) -> Tenso
 
 @lru_cache(maxsize=64)
 def causal_mask(n_queries: int, n_keys: int, dtype: np.dtype = _FLOAT32) -> np.ndarray:
-    """An additive mask (n_queries, n_keys): 0 where query ``i`` may see key ``j``, else -inf.
+    """An additive mask (n_queries, n_keys): 0 where query ``i`` may see key ``j``, else a huge
+    negative number (half the dtype's lowest value: finite, so `detect_anomaly` stays quiet, yet
+    ``exp`` of it after softmax's max-shift is exactly 0, as -inf would give).
 
     The queries are the *last* ``n_queries`` positions of the ``n_keys`` (as with a key/value
     cache), so query ``i`` sits at position ``i + n_keys - n_queries`` and sees keys up to there.
-    Every query sees at least itself, so no softmax row is all -inf. Read-only (it is shared).
+    Every query sees at least itself, so every softmax row has a visible score. Read-only (shared).
     """
     offset = n_keys - n_queries
     hidden = np.triu(np.ones((n_queries, n_keys), dtype=bool), k=1 + offset)
-    mask = np.where(hidden, -np.inf, 0.0).astype(dtype)
+    mask = np.where(hidden, np.finfo(dtype).min / 2, 0.0).astype(dtype)
     mask.flags.writeable = False
     return mask
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, dropout: Any = None) -> Tensor:
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, dropout: Any = None, weights_out: list | None = None
+) -> Tensor:
     """Scaled dot-product attention of queries on keys, mixing the values:
 
         scores  = q k^T / sqrt(hs)                 (..., Tq, Tk)   how much query i matches key j
@@ -121,16 +125,18 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True, dropout: 
         out     = weights v                        (..., Tq, hs)   a weighted sum of what they say
 
     ``q`` is ``(..., Tq, hs)``, ``k`` and ``v`` are ``(..., Tk, hs)`` with ``Tq <= Tk`` (the queries
-    are the last ``Tq`` positions). The causal mask adds -inf above the diagonal; the softmax
-    subtracts each row's maximum (always a visible, finite score) first, so masked entries become
-    exactly 0 and nothing overflows. ``dropout`` (a callable, e.g. an `nn.Dropout`) is applied to
-    the weights.
+    are the last ``Tq`` positions). The causal mask adds a huge negative number above the diagonal;
+    the softmax subtracts each row's maximum (always a visible score) first, so masked entries
+    become exactly 0 and nothing overflows. ``dropout`` (a callable, e.g. an `nn.Dropout`) is applied to
+    the weights. ``weights_out``: a list that receives the weights (an array), for inspection.
     """
     head_size = q.shape[-1]
     scores = (q * (1.0 / math.sqrt(head_size))) @ k.transpose(-2, -1)  # (..., Tq, Tk); scaling q is cheaper
     if causal:
         scores = scores + Tensor(causal_mask(q.shape[-2], k.shape[-2], np.dtype(scores.dtype)))
     weights = scores.softmax(axis=-1)
+    if weights_out is not None:
+        weights_out.append(weights.data)
     if dropout is not None:
         weights = dropout(weights)
     return weights @ v  # (..., Tq, hs)

@@ -47,6 +47,7 @@ class CausalSelfAttention(Module):
         self.c_proj = Linear(C, C, bias=config.bias, std=0.02 / math.sqrt(2 * config.n_layer), rng=rng)  # W_O
         self.attn_dropout = Dropout(config.dropout, dropout_rng)
         self.resid_dropout = Dropout(config.dropout, dropout_rng)
+        self.recorded_weights: list[np.ndarray] | None = None  # set to a list to keep the attention weights
 
     def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
         B, T, C = x.shape
@@ -58,7 +59,7 @@ class CausalSelfAttention(Module):
         v = v.reshape(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs): what each token says
         if cache is not None:  # generation: prepend the keys and values of the earlier positions
             k, v = cache.extend(k, v)  # (B, nh, T_past + T, hs)
-        y = F.attention(q, k, v, causal=True, dropout=self.attn_dropout)  # (B, nh, T, hs)
+        y = F.attention(q, k, v, causal=True, dropout=self.attn_dropout, weights_out=self.recorded_weights)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): the heads side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -121,7 +122,7 @@ class GPTConfig:
                 f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
                 "each head gets n_embd / n_head channels"
             )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float, np.integer, np.floating)):
             raise TypeError(f"GPTConfig: dropout must be a number, got {type(self.dropout).__name__}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
@@ -150,6 +151,10 @@ class GPT(Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"GPT: seed must be a non-negative int, got {type(seed).__name__} {seed!r}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"GPT: seed must be a non-negative int, got {seed}")
         self.config = config
         rng = np.random.default_rng(seed)
         dropout_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
@@ -199,6 +204,23 @@ class GPT(Module):
             return logits, None
         target_ids = check_targets(targets, ids.shape, self.config.vocab_size)
         return logits, F.cross_entropy(logits, target_ids, ignore_index=-1)
+
+    @ag.no_grad()
+    def attention_weights(self, idx: Any) -> list[np.ndarray]:
+        """The attention weights of every block for ``idx`` (B, T), in eval mode: a list of
+        ``n_layer`` arrays of shape (B, n_head, T, T), row i = how much position i attends to each j."""
+        blocks = list(self.transformer.h)
+        was_training = self.training
+        self.eval()
+        try:
+            for block in blocks:
+                block.attn.recorded_weights = []
+            self(idx)
+            return [block.attn.recorded_weights[0] for block in blocks]
+        finally:
+            for block in blocks:
+                block.attn.recorded_weights = None
+            self.train(was_training)
 
     def generate(
         self,

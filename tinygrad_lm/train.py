@@ -1,0 +1,284 @@
+"""The training loop: batches, AdamW with warmup + cosine decay, clipping, evaluation, checkpoints.
+
+A run is a pure function of its seed and step count. The batch of step ``i`` comes from a random
+stream keyed by ``(seed, i)``, evaluation and sampling use streams of their own, and the
+learning-rate schedule has its own length (``lr_decay_steps``), so stopping at step N and
+resuming (`Trainer.run(resume=True)`) gives the same weights, bit for bit, as never stopping.
+
+    trainer = Trainer(model, task, TrainConfig(steps=2000), out_dir="runs/grammar")
+    result = trainer.run(resume=True)     # continues from out_dir/checkpoint.npz if there is one
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import autograd as ag
+from tinygrad_lm.checkpoint import load_checkpoint, save_checkpoint
+from tinygrad_lm.model import GPT
+from tinygrad_lm.optim import AdamW, clip_grad_norm, warmup_cosine_lr
+from tinygrad_lm.progress import ProgressBar
+
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.jsonl"
+TRAIN_STREAM, EVAL_STREAM, SAMPLE_STREAM = 0, 1, 2
+
+
+def stream(seed: int, purpose: int, step: int) -> np.random.Generator:
+    """The random stream for one purpose (training data, evaluation, sampling) at one step."""
+    return np.random.default_rng([seed, purpose, step])
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    lr_decay_steps: int = 2000  # the schedule's own length: a run's --steps only says where it stops
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 8
+    checkpoint_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "steps" else 1):
+                raise ValueError(f"TrainConfig: {name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0 or self.min_lr < 0 or self.grad_clip <= 0:
+            raise ValueError("TrainConfig: learning_rate and grad_clip must be > 0 and min_lr >= 0")
+        if not 0 <= self.warmup_steps <= self.lr_decay_steps:
+            raise ValueError(
+                f"TrainConfig: need 0 <= warmup_steps <= lr_decay_steps, got {self.warmup_steps}, "
+                f"{self.lr_decay_steps}"
+            )
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradients became NaN/Inf; the last good checkpoint was kept."""
+
+
+def make_optimizer(model: GPT, config: TrainConfig) -> AdamW:
+    """AdamW with weight decay on matrices and embeddings only (not on biases and LayerNorm gains),
+    as nanoGPT does."""
+    params = list(model.parameters())
+    return AdamW(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+        betas=(config.beta1, config.beta2),
+    )
+
+
+@ag.no_grad()
+def evaluate_loss(model: GPT, task: Any, config: TrainConfig, step: int) -> float:
+    """Mean loss over ``eval_batches`` held-out batches (eval mode: no dropout)."""
+    was_training = model.training
+    model.eval()
+    rng = stream(config.seed, EVAL_STREAM, step)
+    losses = []
+    for _ in range(config.eval_batches):
+        idx, targets = task.get_batch("val", config.batch_size, rng)
+        losses.append(model(idx, targets)[1].item())
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+class Trainer:
+    """Trains ``model`` on ``task``; writes ``metrics.jsonl`` and ``checkpoint.npz`` into ``out_dir``."""
+
+    def __init__(
+        self,
+        model: GPT,
+        task: Any,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        *,
+        meta: dict[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model, self.task, self.config = model, task, config
+        self.out_dir = os.fspath(out_dir)
+        self.optimizer = make_optimizer(model, config)
+        self.meta = dict(meta or {})  # saved with every checkpoint (task, tokenizer, configs, ...)
+        self.log = log or print
+        self.progress = progress
+        self.step = 0
+        self.seconds = 0.0  # training time over all sessions of this run
+        self.history: list[dict[str, Any]] = []
+        self._interrupted = False
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.out_dir, CHECKPOINT_NAME)
+
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.out_dir, METRICS_NAME)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save(self) -> str:
+        """Checkpoint the state after ``self.step`` steps (refusing weights that are not finite)."""
+        for name, p in self.model.named_parameters():
+            if not np.isfinite(p.data).all():
+                raise TrainingDivergedError(f"refusing to checkpoint: parameter {name} holds NaN/Inf")
+        return save_checkpoint(
+            self.checkpoint_path, self.model, self.optimizer, step=self.step, seconds=self.seconds,
+            train_config=asdict(self.config), **self.meta,
+        )  # fmt: skip
+
+    def resume(self) -> bool:
+        """Restore model, optimizer and step from ``out_dir``'s checkpoint; False if there is none."""
+        if not os.path.exists(self.checkpoint_path):
+            return False
+        saved = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
+        self.step, self.seconds = int(saved["step"]), float(saved.get("seconds", 0.0))
+        self.history = [m for m in _read_metrics(self.metrics_path) if m["step"] <= self.step]
+        _write_metrics(self.metrics_path, self.history)  # drop what a killed session logged after it
+        return True
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps``; return the last logged metrics. Ctrl-C saves and stops."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        if resume and self.resume():
+            self.log(f"resumed from {self.checkpoint_path} at step {self.step}")
+        elif not resume:
+            _write_metrics(self.metrics_path, [])
+        config = self.config
+        bar = ProgressBar(config.steps, start=self.step) if self.progress else None
+        in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
+        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread else None
+        started = time.perf_counter()
+        try:
+            while self.step < config.steps and not self._interrupted:
+                record = self._train_step()
+                done = self.step
+                if done % config.eval_every == 0 or done == config.steps:
+                    record["val_loss"] = evaluate_loss(self.model, self.task, config, done)
+                if done % config.log_every == 0 or "val_loss" in record:
+                    self.seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    record["seconds"] = round(self.seconds, 3)
+                    self._append_metrics(record)
+                if bar is not None:
+                    extra = f"val {record['val_loss']:.4f}" if "val_loss" in record else ""
+                    bar.update(done, record["loss"], record["tokens"], extra)
+                if done % config.checkpoint_every == 0 or done == config.steps:
+                    self.save()
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous_handler)
+            if bar is not None:
+                bar.close()
+        self.seconds += time.perf_counter() - started
+        if self._interrupted:
+            self.save()
+            self.log(f"interrupted: saved step {self.step} to {self.checkpoint_path}; continue with --resume")
+        return self.history[-1] if self.history else {}
+
+    def _train_step(self) -> dict[str, Any]:
+        config, step = self.config, self.step
+        lr = warmup_cosine_lr(step, config.learning_rate, config.warmup_steps, config.lr_decay_steps, config.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        idx, targets = self.task.get_batch("train", config.batch_size, stream(config.seed, TRAIN_STREAM, step))
+        self.model.train()
+        t0 = time.perf_counter()
+        _, loss = self.model(idx, targets)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise self._diverged(f"the loss is {loss_value} at step {step + 1}", idx, targets)
+        loss.backward()
+        grad_norm = clip_grad_norm(self.model.parameters(), config.grad_clip)
+        if not math.isfinite(grad_norm):
+            raise self._diverged(f"the gradient norm is {grad_norm} at step {step + 1}", idx, targets)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step = step + 1
+        elapsed = time.perf_counter() - t0
+        return {
+            "step": self.step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+            "tokens": int(idx.size), "ms_per_step": round(elapsed * 1e3, 2),
+        }  # fmt: skip
+
+    def _diverged(self, what: str, idx: np.ndarray, targets: np.ndarray) -> TrainingDivergedError:
+        """Re-run the bad step under detect_anomaly to name the first op that made a NaN/Inf."""
+        culprit = "detect_anomaly found no single culprit op (the weights may already hold NaN/Inf)"
+        try:
+            with ag.detect_anomaly():
+                _, loss = self.model(idx, targets)
+                loss.backward()
+        except ag.AnomalyError as error:
+            culprit = str(error)
+        finally:
+            self.optimizer.zero_grad()
+        saved = self._saved_step()
+        kept = f"the last good checkpoint (step {saved}) is kept" if saved else "there is no checkpoint yet"
+        return TrainingDivergedError(
+            f"training stopped: {what}; {kept}. Try a lower learning rate or stronger clipping.\n{culprit}"
+        )
+
+    def _saved_step(self) -> int | None:
+        if not os.path.exists(self.checkpoint_path):
+            return None
+        try:
+            return int(load_checkpoint(self.checkpoint_path)["step"])
+        except ValueError:
+            return None
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        """First Ctrl-C: finish the current step, save, stop. A second one stops at once."""
+        if self._interrupted:
+            raise KeyboardInterrupt
+        self._interrupted = True
+        self.log("\nCtrl-C: finishing this step and saving a checkpoint (press again to stop at once)")
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _read_metrics(path: str) -> list[dict[str, Any]]:
+    """Lines of a metrics file (a torn last line, from a killed process, is skipped)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _write_metrics(path: str, records: list[dict[str, Any]]) -> None:
+    """Replace the metrics file atomically."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
