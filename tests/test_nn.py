@@ -348,8 +348,11 @@ def test_cross_entropy_errors():
 def test_causal_mask():
     m = F.causal_mask(2, 4)
     assert m.dtype == np.float32 and not m.flags.writeable
-    assert np.array_equal(np.isinf(m), [[False, False, False, True], [False, False, False, False]])
-    assert np.array_equal(np.isinf(F.causal_mask(3, 3, np.dtype(np.float64))), np.triu(np.ones((3, 3), bool), 1))
+    hidden = m < -1e30  # a huge finite negative: exp() after the softmax's shift is exactly 0
+    assert np.isfinite(m).all()
+    assert np.array_equal(hidden, [[False, False, False, True], [False, False, False, False]])
+    m64 = F.causal_mask(3, 3, np.dtype(np.float64))
+    assert np.array_equal(m64 < -1e300, np.triu(np.ones((3, 3), bool), 1)) and np.isfinite(m64).all()
 
 
 def _attention_reference(q, k, v):
