@@ -157,10 +157,14 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
                     floor_label="best possible (entropy)", title=f"{task.name}: loss per step")  # fmt: skip
     made = ["loss.png"]
     idx, targets = task.get_batch("val", 1, stream(seed, SAMPLE_STREAM, 1))
-    tokens = list(task.tokenizer.decode(idx[0])) if hasattr(task, "tokenizer") else [str(i) for i in idx[0]]
-    weights = model.attention_weights(idx)[0][0]  # (n_head, T, T): block 0, the one example
-    viz.plot_attention(weights, [t.replace("\n", "\\n") for t in tokens], os.path.join(out, "attention.png"),
-                       title="attention of block 0 (row: query, column: key)")  # fmt: skip
+    shown = idx[:, :24]  # a causal model attends within a prefix exactly as within the whole
+    if hasattr(task, "tokenizer"):
+        tokens = [{" ": "_", "\n": "\\n"}.get(c, c) for c in task.tokenizer.decode(shown[0])]
+    else:
+        tokens = [str(i) for i in shown[0]]
+    weights = model.attention_weights(shown)[-1][0]  # (n_head, T, T): the last block, the one example
+    title = "attention in the last block (row: query, column: key; '_' is a space)"
+    viz.plot_attention(weights, tokens, os.path.join(out, "attention.png"), title=title, max_cols=2)
     made.append("attention.png")
     _, loss = model(idx, targets)  # one training step's graph: forward and the derived backward
     try:

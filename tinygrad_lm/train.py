@@ -54,7 +54,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_batches: int = 8
     checkpoint_every: int = 250
-    log_every: int = 10
+    log_every: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
