@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench gallery clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_ops.py
+
+gallery: $(BIN)/.installed
+	$(BIN)/python docs/make_gallery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         tconfig = train_config(args)
     model = GPT(config, seed=args.seed)
     n_params = sum(p.size for p in model.parameters())
-    print(f"task {args.task}: {task.__doc__.strip().splitlines()[0]}")
+    print(f"task {args.task}: {task.__doc__.strip().splitlines()[0].replace('``', '')}")
     print(
         f"model: {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, context {config.block_size}, "
         f"{n_params:,} parameters; {tconfig.steps} steps of {tconfig.batch_size} sequences"
