@@ -91,6 +91,11 @@ def _seed(root: Tensor, gradient: Any, where: str) -> Tensor:
                 "element (call .sum() or .mean() first, or pass gradient= of that shape)"
             )
         return Tensor._make(np.ones(root.shape, dtype=root.dtype), None, False)
+    if isinstance(gradient, (bool, int, float)) and not isinstance(gradient, np.generic):
+        try:  # a Python number in the tensor's own dtype (not via float32, which would round it)
+            gradient = np.asarray(gradient, dtype=root.dtype)
+        except OverflowError:
+            raise ValueError(f"{where}: the gradient {gradient} does not fit in {root.dtype}") from None
     seed = as_tensor(gradient, f"{where} gradient")
     if seed.shape != root.shape:
         raise ValueError(f"{where}: gradient has shape {seed.shape} but the tensor has shape {root.shape}")

@@ -55,8 +55,7 @@ def maximum(x: Any, y: Any) -> Tensor:
 
 def minimum(x: Any, y: Any) -> Tensor:
     """Elementwise minimum; at ties the gradient is split equally."""
-    x, y = _pair("minimum", x, y)
-    return -ops.maximum(-x, -y)
+    return ops.minimum(*_pair("minimum", x, y))
 
 
 def _pair(op: str, x: Any, y: Any) -> tuple[Tensor, Tensor]:

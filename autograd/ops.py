@@ -182,6 +182,12 @@ maximum = _binary(
     lambda g, out, x, y: g * _tie_weight(y, x),
     save=(0, 1),
 )  # fmt: skip
+minimum = _binary(
+    "minimum", np.minimum,
+    lambda g, out, x, y: g * _tie_weight(y, x),
+    lambda g, out, x, y: g * _tie_weight(x, y),
+    save=(0, 1),
+)  # fmt: skip
 
 where = Primitive(  # out = cond ? x : y
     "where", np.where,
@@ -228,6 +234,9 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
         )
     if x.ndim >= 2 and y.ndim >= 2:
         return _matmul(x, y)
+    k_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
+    if x.shape[-1] != k_y:  # say it with the shapes as given, before 1-D operands are promoted
+        raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align ({x.shape[-1]} != {k_y})")
     out = _matmul(x.reshape(1, -1) if x.ndim == 1 else x, y.reshape(-1, 1) if y.ndim == 1 else y)
     if x.ndim == 1:
         out = out.reshape(out.shape[:-2] + out.shape[-1:])
@@ -256,10 +265,18 @@ reduce_max = Primitive(
     "max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
     vjps=(_max_vjp,), save=("out", 0),
 )  # fmt: skip
+reduce_min = Primitive(  # the same vjp: the winners are the entries equal to the output
+    "min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+    vjps=(_max_vjp,), save=("out", 0),
+)  # fmt: skip
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """e^(x - max) / sum e^(x - max), in place on one temporary (the shift keeps exp from overflowing)."""
+    """e^(x - max) / sum e^(x - max), in place on one temporary (the shift keeps exp from overflowing).
+
+    Integers and bools give float64 probabilities, as ``np.exp`` (and scipy's softmax) would.
+    """
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
     e = x - x.max(axis=axis, keepdims=True)
     np.exp(e, out=e)
     e /= e.sum(axis=axis, keepdims=True)
@@ -267,7 +284,8 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """(x - max) - log sum e^(x - max)."""
+    """(x - max) - log sum e^(x - max) (float64 for integers and bools)."""
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
@@ -361,28 +379,67 @@ scatter_add = Primitive(
 )  # fmt: skip
 
 
-def index_argument(index: Any) -> tuple:
-    """Normalise ``x[index]``: always a tuple; Tensors and lists become arrays; check integer kinds."""
+def index_argument(index: Any, shape: tuple[int, ...]) -> tuple:
+    """Normalise ``x[index]`` for a tensor of ``shape``: always a tuple; Tensors and lists become
+    arrays of integers; a bool mask, checked against the axes it covers (as numpy does), becomes the
+    integer arrays of its True positions."""
     if not isinstance(index, tuple):
         index = (index,)
-    normalized = []
+    parts = []
     for i in index:
         if isinstance(i, Tensor):
             i = i.data
         elif isinstance(i, list):
-            i = np.asarray(i)
+            i = _list_index(i)
         if isinstance(i, np.ndarray):
-            if i.dtype.kind == "b":
-                normalized.extend(np.nonzero(i))  # a mask selects the positions where it is True
-                continue
-            if i.dtype.kind not in "iu":
+            if i.dtype.kind == "b" and i.ndim == 0:
+                raise IndexError("getitem: a bare True/False index is not supported (a 0-d bool array)")
+            if i.dtype.kind not in "biu":
                 raise IndexError(f"getitem: index arrays must hold integers or bools, got dtype {i.dtype}")
         elif isinstance(i, (bool, np.bool_)):
             raise IndexError("getitem: a bare True/False index is not supported")
         elif not (isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis):
             raise IndexError(f"getitem: unsupported index {i!r} of type {type(i).__name__}")
-        normalized.append(i)
+        parts.append(i)
+    _check_masks(parts, shape)
+    normalized = []
+    for i in parts:
+        if isinstance(i, np.ndarray) and i.dtype.kind == "b":
+            normalized.extend(np.nonzero(i))  # a mask selects the positions where it is True
+        else:
+            normalized.append(i)
     return tuple(normalized)
+
+
+def _list_index(index: list) -> np.ndarray:
+    try:
+        array = np.asarray(index)
+    except (ValueError, TypeError) as error:
+        raise IndexError(f"getitem: the list {index!r} is not a regular array of indices ({error})") from None
+    if array.size == 0 and array.dtype.kind == "f":
+        array = array.astype(np.intp)  # [] selects nothing, as in numpy
+    return array
+
+
+def _check_masks(index: list, shape: tuple[int, ...]) -> None:
+    """A bool mask must have the shape of the axes it indexes (``x[mask]`` with ``mask.shape == x.shape``);
+    as in numpy, an axis of size 0 in the mask matches any size."""
+    if not any(isinstance(i, np.ndarray) and i.dtype.kind == "b" for i in index):
+        return
+    width = [0 if i is None or i is Ellipsis else i.ndim if isinstance(i, np.ndarray) and i.dtype.kind == "b" else 1
+             for i in index]  # fmt: skip
+    axis = 0
+    for i, n in zip(index, width):
+        if i is Ellipsis:
+            axis += max(len(shape) - sum(width), 0)
+        elif isinstance(i, np.ndarray) and i.dtype.kind == "b":
+            covered = shape[axis : axis + n]  # shorter if there are too many indices: numpy says so
+            if len(covered) == n and any(m not in (size, 0) for m, size in zip(i.shape, covered)):
+                raise IndexError(
+                    f"getitem: a bool mask of shape {i.shape} does not match the axes {covered} it indexes "
+                    f"in a tensor of shape {shape}"
+                )
+        axis += n
 
 
 for _primitive in [value for value in list(globals().values()) if isinstance(value, Primitive)]:

@@ -351,7 +351,7 @@ class Primitive:
             raise self._forward_error(error, inputs, attrs) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if STATE.grad_enabled and self.differentiable:
+        if STATE.grad_enabled and self.differentiable and out.dtype.kind == "f":  # ints never require grad
             for t in inputs:
                 if t.requires_grad:
                     result = make(out, None, True)
@@ -381,13 +381,17 @@ class Primitive:
             )
 
     def _forward_error(self, error: Exception, tensors: tuple[Tensor, ...], attrs: dict) -> Exception:
-        """Turn numpy's complaint into one that names this op and the shapes involved."""
+        """Turn numpy's complaint into one that names this op and the shapes involved.
+
+        It is raised as the built-in type it is (IndexError, TypeError or ValueError; an overflow as a
+        ValueError): numpy's own subclasses may not be constructible from a message.
+        """
+        kind = next((k for k in (IndexError, TypeError) if isinstance(error, k)), ValueError)
         if self.explain is not None:
             message = self.explain(self.name, error, *tensors, **attrs)
             if message is not None:
-                return type(error)(message) if not isinstance(error, OverflowError) else ValueError(message)
+                return kind(message)
         detail = ", ".join(f"{k}={v!r}" for k, v in attrs.items() if k != "index")
-        kind = ValueError if isinstance(error, OverflowError) else type(error)
         return kind(f"{self.name}: {error} (inputs: {_describe(tensors)}{'; ' + detail if detail else ''})")
 
 

@@ -201,25 +201,25 @@ class Tensor:
         return self
 
     def __lt__(self, other: Any) -> Tensor:
-        return _ops.less(self, lift(other, self))
+        return _ops.less(self, lift(other, self, comparison=True))
 
     def __le__(self, other: Any) -> Tensor:
-        return _ops.less_equal(self, lift(other, self))
+        return _ops.less_equal(self, lift(other, self, comparison=True))
 
     def __gt__(self, other: Any) -> Tensor:
-        return _ops.greater(self, lift(other, self))
+        return _ops.greater(self, lift(other, self, comparison=True))
 
     def __ge__(self, other: Any) -> Tensor:
-        return _ops.greater_equal(self, lift(other, self))
+        return _ops.greater_equal(self, lift(other, self, comparison=True))
 
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return _ops.equal(self, lift(other, self))
+        return _ops.equal(self, lift(other, self, comparison=True))
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return _ops.not_equal(self, lift(other, self))
+        return _ops.not_equal(self, lift(other, self, comparison=True))
 
     def __getitem__(self, index: Any) -> Tensor:
-        return _ops.getitem(self, index=_ops.index_argument(index))
+        return _ops.getitem(self, index=_ops.index_argument(index, self.shape))
 
     # -- elementwise -----------------------------------------------------------------------------
     def exp(self) -> Tensor:
@@ -245,8 +245,7 @@ class Tensor:
 
     def astype(self, dtype: Any) -> Tensor:
         """A copy converted to ``dtype`` (differentiable between float dtypes)."""
-        dtype = np.dtype(dtype)
-        _check_dtype(dtype, "astype")
+        dtype = _dtype_argument(dtype, "astype")
         if dtype == self.dtype:
             return self
         return _ops.cast(self, dtype=dtype)
@@ -256,19 +255,24 @@ class Tensor:
         return _ops.reduce_sum(self, axis=_ops.normalize_axes("sum", axis, self.shape), keepdims=keepdims)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Average; integers and bools are averaged in float64, as numpy does."""
         axes = _ops.normalize_axes("mean", axis, self.shape)
         count = int(np.prod([self.shape[a] for a in axes]))
         if count == 0:
             raise ValueError(f"mean: cannot average over an empty axis (shape {self.shape}, axis {axis})")
-        return _ops.reduce_sum(self, axis=axes, keepdims=keepdims) * (1.0 / count)
+        x = self if self.dtype.kind == "f" else self.astype(np.float64)
+        return _ops.reduce_sum(x, axis=axes, keepdims=keepdims) * (1.0 / count)
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
         axes = _ops.normalize_axes("var", axis, self.shape)
+        if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
+            raise TypeError(f"var: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
         count = int(np.prod([self.shape[a] for a in axes]))
-        if count - ddof <= 0:
+        if count == 0 or count - ddof <= 0:
             raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
-        centered = self - self.mean(axis=axes, keepdims=True)
+        x = self if self.dtype.kind == "f" else self.astype(np.float64)
+        centered = x - x.mean(axis=axes, keepdims=True)
         return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
@@ -276,7 +280,8 @@ class Tensor:
         return _ops.reduce_max(self, axis=_ops.normalize_axes("max", axis, self.shape), keepdims=keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        return -((-self).max(axis=axis, keepdims=keepdims))
+        """Minimum; its gradient is shared equally among tied minima."""
+        return _ops.reduce_min(self, axis=_ops.normalize_axes("min", axis, self.shape), keepdims=keepdims)
 
     def softmax(self, axis: int = -1) -> Tensor:
         return _ops.softmax(self, axis=_ops.normalize_axis("softmax", axis, self.ndim, self.shape))
@@ -332,17 +337,25 @@ class Tensor:
         return self.reshape(self.shape[:a] + (1,) + self.shape[a:])
 
 
+def _dtype_argument(dtype: Any, what: str) -> np.dtype:
+    """``dtype`` as a supported np.dtype, or a TypeError naming ``what`` asked for it."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"{what}: {dtype!r} is not a dtype ({error})") from None
+    _check_dtype(dtype, what)
+    return dtype
+
+
 def _to_array(data: Any, dtype: Any) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
     if isinstance(data, Node):
         raise TypeError("Tensor: got a graph Node, not data")
+    if data is None:
+        raise TypeError("Tensor: data is None; pass a number, a (nested) list or an array")
     if dtype is not None:
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as error:
-            raise TypeError(f"Tensor: {dtype!r} is not a dtype ({error})") from None
-        _check_dtype(dtype, "Tensor")
+        dtype = _dtype_argument(dtype, "Tensor")
     elif not isinstance(data, (np.ndarray, np.generic)):
         dtype = DEFAULT_DTYPE  # Python numbers and lists
     try:
@@ -362,31 +375,52 @@ def as_tensor(value: Any, name: str = "argument") -> Tensor:
             f"{name}: got a shape-only graph Node. Inside a vjp this means the input was not saved; "
             "add it to the primitive's save="
         )
-    if isinstance(value, (bool, int, float)):
-        return Tensor._make(np.asarray(value, dtype=DEFAULT_DTYPE if isinstance(value, float) else None), None, False)
+    if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+        return Tensor._make(_number(value, name), None, False)
     if isinstance(value, (np.ndarray, np.generic, list, tuple)):
-        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        try:
+            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise TypeError(f"{name}: cannot make an array from {type(value).__name__}: {error}") from None
         _check_dtype(array.dtype, name)
         return Tensor._make(array, None, False)
     raise TypeError(f"{name}: expected a Tensor, an array or a number, got {type(value).__name__}")
 
 
-def lift(value: Any, like: Tensor) -> Tensor:
+def _number(value: bool | int | float, name: str) -> np.ndarray:
+    """A Python number on its own as a 0-d array: bool, int64 (numpy's default int) or float32."""
+    if isinstance(value, float):
+        return np.asarray(value, dtype=DEFAULT_DTYPE)
+    try:
+        return np.asarray(value, dtype=None if isinstance(value, bool) else np.int64)
+    except OverflowError:
+        raise ValueError(f"{name}: the number {value} does not fit in int64") from None
+
+
+def lift(value: Any, like: Tensor, comparison: bool = False) -> Tensor:
     """The other operand of a binary operator as a Tensor, with numpy's rules for Python scalars.
 
     A Python number takes ``like``'s dtype when that loses nothing (a float into a float tensor, an
-    int into an int tensor), so ``float32_tensor * 2.0`` stays float32, as in numpy.
+    int into an int tensor), so ``float32_tensor * 2.0`` stays float32, as in numpy. An int that
+    does not fit is refused, except by a comparison (``uint8_tensor < 256``), which then compares in
+    64 bits, as numpy does.
     """
     if type(value) is Tensor:
         return value
     if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic | Tensor):
         kind = like.data.dtype.kind
         if kind == "f" or (kind in "iu" and not isinstance(value, float)) or kind == "b" and isinstance(value, bool):
-            try:
-                return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
-            except OverflowError:
-                raise ValueError(f"the number {value} does not fit in the tensor's dtype {like.dtype}") from None
-        return Tensor._make(np.asarray(value), None, False)
+            dtype = like.data.dtype
+        else:  # a float beside an integer tensor, an int beside a bool tensor: numpy's float64 or int64
+            dtype = np.dtype(np.float64 if isinstance(value, float) else np.int64)
+        try:
+            return Tensor._make(np.asarray(value, dtype=dtype), None, False)
+        except OverflowError:
+            wide = np.asarray(value) if comparison and kind in "iu" else None  # int64, uint64 (object beyond)
+            if wide is not None and wide.dtype.kind in "iu":
+                return Tensor._make(wide, None, False)
+        where = f"the tensor's dtype {dtype}" if dtype == like.dtype else f"{dtype} (beside a {like.dtype} tensor)"
+        raise ValueError(f"the number {value} does not fit in {where}")
     if isinstance(value, float) and like.data.dtype.kind == "f":  # np.float64 is a float: weak, like Python's
         return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
     return as_tensor(value, "operand")
