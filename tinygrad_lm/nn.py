@@ -204,7 +204,10 @@ class Module:
 
         ``model.to(np.float64)`` is how exact gradient checks are run.
         """
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise TypeError(f"to: {dtype!r} is not a dtype ({error})") from None
         if dtype.kind != "f":
             raise TypeError(f"to: parameters must be floating point, got dtype {dtype}")
         for p in self.parameters():
