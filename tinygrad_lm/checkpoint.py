@@ -14,7 +14,9 @@ The format can never execute code when loaded: a plain zip of ``.npy`` arrays re
 
 Writing is atomic: the file is written under a temporary name in the same directory, flushed and
 fsync'ed, then renamed over the target (and the directory fsync'ed), so a crash mid-write leaves
-the previous checkpoint intact. Arrays are saved C-contiguous (a transposed view round-trips).
+the previous checkpoint intact. A process killed mid-write leaves its temporary file
+(``.<name>.<random>.tmp``) behind; `remove_stale_temporaries` deletes those. Arrays are saved
+C-contiguous (a transposed view round-trips).
 
 Loading checks everything (zip structure, no pickled objects, checksum, names, shapes, config,
 optimizer type) before changing anything: on any problem it raises `CheckpointError` naming the
@@ -29,6 +31,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -161,6 +164,21 @@ def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Delete the temporary files that writes of ``path`` left behind when their process was killed
+    mid-write (SIGKILL, power loss: no chance to clean up); returns the paths removed. Call it only
+    when no other process is writing ``path``, as `Trainer.run` does when a run starts."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.tmp")
+    removed = []
+    for entry in os.listdir(directory) if os.path.isdir(directory) else []:
+        if pattern.fullmatch(entry):
+            with contextlib.suppress(OSError):  # cleaning up must never stop a run
+                os.unlink(os.path.join(directory, entry))
+                removed.append(os.path.join(directory, entry))
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import autograd as ag
-from tinygrad_lm.checkpoint import load_checkpoint, save_checkpoint
+from tinygrad_lm.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from tinygrad_lm.model import GPT
 from tinygrad_lm.optim import AdamW, clip_grad_norm, warmup_cosine_lr
 from tinygrad_lm.progress import ProgressBar
@@ -161,9 +161,10 @@ class Trainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train until ``config.steps``; return the last logged metrics. Ctrl-C saves and stops."""
         os.makedirs(self.out_dir, exist_ok=True)
+        remove_stale_temporaries(self.checkpoint_path)  # of writes a killed session never finished
         if resume and self.resume():
             self.log(f"resumed from {self.checkpoint_path} at step {self.step}")
-        elif not resume:
+        else:  # from step 0 (also --resume without a checkpoint): drop what an earlier attempt logged
             _write_metrics(self.metrics_path, [])
         config = self.config
         bar = ProgressBar(config.steps, start=self.step) if self.progress else None
