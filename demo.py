@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             raise SystemExit(f"demo: {error}") from None
         return 0
-    saved = saved_meta(args.out) if args.resume else None
+    try:
+        saved = saved_meta(args.out) if args.resume else None
+    except ValueError as error:  # a CheckpointError names the file and the problem; the file is left as it is
+        raise SystemExit(f"demo: cannot resume: {error}") from None
     task = build_task(args, saved)
     config = GPTConfig(**saved["config"]) if saved else model_config(args, task)
     if saved:  # the run's settings come from its checkpoint; only where it stops may change

@@ -216,7 +216,7 @@ def load_checkpoint(
         user_meta = {key: _unpack(value, entries) for key, value in document["meta"].items()}
     except CheckpointError:
         raise
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as error:  # nested too deep
         raise fail(f"malformed metadata ({type(error).__name__}: {error})") from None
 
     # Validate everything against what we restore into, then change it all.
@@ -296,7 +296,7 @@ def _read_document(path: str, entries: dict[str, np.ndarray]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: checksum mismatch, the file is corrupted")
     try:
         document = json.loads(meta.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {path}: unreadable metadata ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a tinygrad_lm checkpoint (format {document.get('format')!r})")
