@@ -371,12 +371,14 @@ class Primitive:
         if problem is not None and STATE.in_vjp_of is not None:
             node = STATE.in_vjp_of
             raise AnomalyError(
-                f"detect_anomaly: backward of '{node.op_name}' produced {problem} (in its vjp's '{self.name}')\n"
+                f"detect_anomaly: backward of '{node.op_name}'{_scope_of(node)} produced {problem} "
+                f"(in its vjp's '{self.name}')\n"
                 f"  the op was created at {_site_or_hint(node)}"
             )
         if problem is not None:
+            where = f" in {STATE.scope[-1]}" if STATE.scope else ""
             raise AnomalyError(
-                f"detect_anomaly: forward of '{self.name}' produced {problem}\n"
+                f"detect_anomaly: forward of '{self.name}'{where} produced {problem}\n"
                 f"  created at {user_site()}\n  inputs: {_describe(tensors)}"
             )
 
@@ -404,9 +406,13 @@ def check_finite_grad(node: Node, index: int, grad: np.ndarray) -> None:
     problem = _non_finite_summary(grad)
     if problem is not None:
         raise AnomalyError(
-            f"detect_anomaly: backward of '{node.op_name}' produced {problem} in the gradient "
+            f"detect_anomaly: backward of '{node.op_name}'{_scope_of(node)} produced {problem} in the gradient "
             f"for its input {index} (shape {node.inputs[index].shape})\n  the op was created at {_site_or_hint(node)}"
         )
+
+
+def _scope_of(node: Node) -> str:
+    return f" in {node.scope[-1]}" if node.scope else ""
 
 
 def _site_or_hint(node: Node) -> str:
