@@ -734,11 +734,13 @@ def test_concatenate_and_stack(data: st.DataObject, join: str, container: type) 
     items = container(data.draw(tensor_lists()))
     if not data.draw(st.integers(0, 9)):
         items = container()
-    ndim = max([np.ndim(plain(t)) for t in items] or [0]) + (join == "stack")
+    ndim = max([run(lambda t=t: np.ndim(plain(t)))[0] or 0 for t in items] or [0]) + (join == "stack")
     axis = data.draw(st.one_of(st.integers(-ndim - 1, ndim), BAD_AXES))
     refuses = None
     if any(not isinstance(t, Tensor) and _operand_refusal(Tensor(0.0), t) for t in items):
         refuses = rf"{join}: tensors\[\d\]: "
+    elif isinstance(axis, bool):
+        refuses = rf"{join}: axis must be an int, got bool"  # numpy takes True as 1
     elif axis is None and join == "concatenate":
         refuses = r"concatenate: (axis must be an int|0-d tensors|tensors\[\d\] has \d+ dims)"  # numpy flattens
     numpy_join = getattr(np, join)
