@@ -117,10 +117,15 @@ def generate(
     ids = check_token_ids(idx, config.vocab_size, None, "idx").astype(np.int64)  # may exceed block_size
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
+        kind = type(temperature).__name__
+        raise TypeError(f"generate: temperature must be a number >= 0, got {kind} {temperature!r}")
     if not temperature >= 0.0:
         raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ValueError(f"generate: top_k must be None or an int >= 1, got {top_k!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"generate: seed must be None or an int >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     block = config.block_size
     cache = KVCache(config.n_layer, block) if use_cache else None
