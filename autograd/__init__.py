@@ -11,7 +11,7 @@ Primitives (forward + vjp side by side) are in `autograd.ops`; the backward walk
 `autograd.backward`; `Primitive` lets you add your own.
 """
 
-from autograd import graph, ops
+from autograd import graph, memory, ops
 from autograd.backward import grad
 from autograd.functions import concatenate, maximum, minimum, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
@@ -54,6 +54,9 @@ __all__ = [
     "testing",
     "where",
 ]
+
+
+memory.keep_freed_memory()
 
 
 def __getattr__(name: str):  # `ag.testing` imports hypothesis, so only load it when asked for

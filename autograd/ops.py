@@ -130,10 +130,18 @@ exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",))
 log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))
 sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))
 tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
-sigmoid = Primitive(  # 1 / (1 + e^-x) written as (1 + tanh(x/2)) / 2: no overflow for large |x|
-    "sigmoid", lambda x: np.tanh(x * 0.5) * 0.5 + 0.5,
-    vjps=(lambda g, out, x: g * (out * (1.0 - out)),), save=("out",),
-)  # fmt: skip
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) in place on one temporary; e^-x may overflow to inf, giving exactly 0."""
+    e = np.array(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)  # a fresh array, also for 0-d
+    np.negative(e, out=e)
+    with np.errstate(over="ignore"):
+        np.exp(e, out=e)
+    e += 1.0
+    np.divide(1.0, e, out=e)
+    return e
+
+
+sigmoid = Primitive("sigmoid", _sigmoid, vjps=(lambda g, out, x: g * (out * (1.0 - out)),), save=("out",))
 relu = Primitive("relu", lambda x: np.maximum(x, 0), vjps=(lambda g, out, x: g * (out > 0),), save=("out",))
 absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=(0,))
 cast = Primitive("cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: g.astype(x.dtype),), save=())
@@ -205,14 +213,21 @@ where = Primitive(  # out = cond ? x : y
 # ---------------------------------------------------------------------------------------------------
 
 
+def _matrix_transpose(t: Tensor) -> Tensor:
+    """Swap the last two axes (a view): ``t.transpose(-1, -2)`` without re-checking the axes."""
+    n = t.ndim
+    return permute(t, axes=(*range(n - 2), n - 1, n - 2))
+
+
 def _matmul_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    return g @ y.transpose(-1, -2)  # dx = g y^T
+    return _matmul(g, _matrix_transpose(y))  # dx = g y^T
 
 
 def _matmul_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
     if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product, no batch sum
-        return x.reshape(-1, x.shape[-1]).transpose(-1, -2) @ g.reshape(-1, g.shape[-1])
-    return x.transpose(-1, -2) @ g  # dy = x^T g
+        rows = x.reshape(-1, x.shape[-1])
+        return _matmul(_matrix_transpose(rows), g.reshape(-1, g.shape[-1]))
+    return _matmul(_matrix_transpose(x), g)  # dy = x^T g
 
 
 def _explain_matmul(op: str, error: Exception, x: Tensor, y: Tensor) -> str:
@@ -355,9 +370,30 @@ def _scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> np.ndar
     out = np.zeros(shape, dtype=g.dtype)
     if _is_basic(index):
         out[index] = g
+    elif all(isinstance(i, np.ndarray) for i in index):
+        _segment_sum(out, index, g)
     else:
         np.add.at(out, index, g)
     return out
+
+
+def _segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) -> None:
+    """``out[index] += g`` for integer-array indices of the leading axes (an embedding's backward,
+    a gather's), as a sorted segment sum: several times faster than ``np.add.at``.
+
+    The index arrays broadcast to the shape of the rows they pick; each row of ``g`` (the trailing
+    axes flattened) is added to the row of ``out`` that its flat index names.
+    """
+    lead = len(index)
+    flat = np.ravel_multi_index(np.broadcast_arrays(*index), out.shape[:lead], mode="wrap").reshape(-1)
+    if flat.size == 0 or g.size == 0:
+        return
+    rows = g.reshape(flat.size, -1)
+    target = out.reshape(-1, rows.shape[1])
+    order = np.argsort(flat, kind="stable")
+    sorted_flat = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_flat[1:] != sorted_flat[:-1])))
+    target[sorted_flat[starts]] = np.add.reduceat(rows[order], starts, axis=0)
 
 
 def _explain_getitem(op: str, error: Exception, x: Tensor, index: tuple) -> str:

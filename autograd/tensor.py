@@ -291,8 +291,10 @@ class Tensor:
 
     # -- shapes ----------------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
-        shape_t = _ops.shape_argument("reshape", shape)
-        if shape_t == self.shape:
+        shape_t = shape[0] if len(shape) == 1 and type(shape[0]) is tuple else shape
+        if not all(type(n) is int for n in shape_t):  # the common case skips the full check
+            shape_t = _ops.shape_argument("reshape", shape)
+        if shape_t == self.data.shape:
             return self
         return _ops.reshape(self, shape=shape_t)
 
@@ -306,9 +308,11 @@ class Tensor:
         """Swap two axes (by default the last two, as for a batch of matrices)."""
         a = _ops.normalize_axis("transpose", axis0, self.ndim, self.shape)
         b = _ops.normalize_axis("transpose", axis1, self.ndim, self.shape)
+        if a == b:
+            return self
         perm = list(range(self.ndim))
         perm[a], perm[b] = perm[b], perm[a]
-        return self.permute(*perm)
+        return _ops.permute(self, axes=tuple(perm))
 
     @property
     def T(self) -> Tensor:  # noqa: N802 (numpy's name)
