@@ -37,6 +37,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Options that shape a run; on --resume they come from the checkpoint instead.
+RUN_SETTINGS = ("seed", "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "lr", "eval_every",
+                "checkpoint_every", "digits", "length")  # fmt: skip
+OPTION_DEFAULTS = {"seed": 0, "dropout": 0.0, "eval_every": 250, "checkpoint_every": 250, "digits": 2, "length": 6}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -47,12 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="grammar (default): sentences like 'a cat sat on the mat.', with a known best possible "
                       "loss; sort / reverse: lists of digits; add: n-digit addition; text: needs --text")  # fmt: skip
     what.add_argument("--text", metavar="FILE", help="train a character-level model on this text file")
-    what.add_argument("--digits", type=int, default=2, help="add: digits per number (default 2)")
-    what.add_argument("--length", type=int, default=6, help="sort / reverse: digits per list (default 6)")
+    what.add_argument("--digits", type=int, help="add: digits per number (default 2)")
+    what.add_argument("--length", type=int, help="sort / reverse: digits per list (default 6)")
     run = parser.add_argument_group("the run")
     run.add_argument("--steps", type=int, help="train until this many steps in total (task default otherwise)")
     run.add_argument("--out", metavar="DIR", help="output folder (default runs/<task>)")
-    run.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order and dropout")
+    run.add_argument("--seed", type=int, help="seeds the weights, the data order and dropout (default 0)")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out, if any")
     run.add_argument("--sample", metavar="PROMPT", help="only sample from the checkpoint in --out, from PROMPT")
     run.add_argument("--tokens", type=int, default=200, help="--sample: how many characters to generate")
@@ -62,12 +68,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--n-head", type=int, help="attention heads per block")
     model.add_argument("--n-embd", type=int, help="width of the token vectors (divisible by --n-head)")
     model.add_argument("--block-size", type=int, help="context length (text tasks)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
+    model.add_argument("--dropout", type=float, help="dropout probability (default 0)")
     model.add_argument("--batch-size", type=int, help="sequences per step")
     model.add_argument("--lr", type=float, help="peak learning rate (warmup, then cosine decay)")
-    model.add_argument("--eval-every", type=int, default=250, help="evaluate every N steps")
-    model.add_argument("--checkpoint-every", type=int, default=250, help="checkpoint every N steps")
+    model.add_argument("--eval-every", type=int, help="evaluate every N steps (default 250)")
+    model.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 250)")
     args = parser.parse_args(argv)
+    args.given = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name) is not None]
+    for name, default in OPTION_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.text and args.task not in (None, "text"):
         parser.error(f"--text trains the 'text' task, not --task {args.task}")
     if args.task == "text" and not args.text:
@@ -210,13 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         saved = saved_meta(args.out) if args.resume else None
     except ValueError as error:  # a CheckpointError names the file and the problem; the file is left as it is
         raise SystemExit(f"demo: cannot resume: {error}") from None
+    if saved:  # the run's settings come from its checkpoint; only where it stops may change
+        if args.given:
+            print(f"demo: resuming with the run's saved settings; ignoring {', '.join(args.given)}", file=sys.stderr)
+        args.task = saved.get("task", args.task)
+        args.text = args.text or saved.get("text_file")
+        steps = args.steps if args.steps is not None else saved["train_config"]["steps"]
+        tconfig = TrainConfig(**{**saved["train_config"], "steps": steps})
     task = build_task(args, saved)
     config = GPTConfig(**saved["config"]) if saved else model_config(args, task)
-    if saved:  # the run's settings come from its checkpoint; only where it stops may change
-        tconfig = TrainConfig(**{**saved["train_config"], "steps": args.steps or saved["train_config"]["steps"]})
-    else:
+    if not saved:
         tconfig = train_config(args)
-    model = GPT(config, seed=args.seed)
+    model = GPT(config, seed=tconfig.seed)
     n_params = sum(p.size for p in model.parameters())
     print(f"task {args.task}: {task.__doc__.strip().splitlines()[0].replace('``', '')}")
     print(
@@ -247,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     if getattr(task, "entropy_floor", None):
         summary["entropy_floor"] = task.entropy_floor
+    seed = tconfig.seed  # the run's own seed (a resumed run keeps the one it started with)
     if task.exact:
-        summary["accuracy"] = task.evaluate(model, 1000, stream(args.seed, SAMPLE_STREAM, 2))
-    samples = write_samples(model, task, os.path.join(args.out, "samples.txt"), args.seed)
-    pictures = write_pictures(model, task, trainer.history, args.out, args.seed)
+        summary["accuracy"] = task.evaluate(model, 1000, stream(seed, SAMPLE_STREAM, 2))
+    samples = write_samples(model, task, os.path.join(args.out, "samples.txt"), seed)
+    pictures = write_pictures(model, task, trainer.history, args.out, seed)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     report(summary, samples, pictures, args.out, time.perf_counter() - started)

@@ -53,8 +53,10 @@ def grad(
             raise TypeError(f"grad: inputs[{i}] is a {type(t).__name__}, not a Tensor")
         if not t.requires_grad:
             raise ValueError(f"grad: inputs[{i}] (shape {t.shape}) does not require grad")
-    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray, np.generic, int, float)):
         grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    elif not isinstance(grad_outputs, (list, tuple)):
+        raise TypeError(f"grad: grad_outputs must be a tensor, an array or a list of them, got {type(grad_outputs)}")
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
     seeds = [_seed(out, g, f"grad: outputs[{i}]") for i, (out, g) in enumerate(zip(outputs, grad_outputs))]

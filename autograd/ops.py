@@ -171,12 +171,23 @@ mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, 
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
     "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save=("out", 1)
 )
-power = _binary(  # out = x^y:  dx = g y x^(y-1),  dy = g out log(x)
-    "pow", np.power,
-    lambda g, out, x, y: g * y * x ** (y - 1.0),
-    lambda g, out, x, y: g * out * log(x),
-    save=("out", 0, 1),
-)  # fmt: skip
+def _pow_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """dx = g y x^(y-1), and 0 where y == 0 (x^0 is constant, even at x == 0), as torch."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = g * y * x ** (y - 1.0)
+    zero_power = y.data == 0
+    return where(_constant(zero_power), _zeros_like(grad), grad) if zero_power.any() else grad
+
+
+def _pow_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """dy = g out log(x), and 0 where x == 0 and y >= 0 (out is 0 or 1 there), as torch."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = g * out * log(x)
+    flat = (x.data == 0) & (y.data >= 0)
+    return where(_constant(flat), _zeros_like(grad), grad) if flat.any() else grad
+
+
+power = _binary("pow", np.power, _pow_vjp_x, _pow_vjp_y, save=("out", 0, 1))  # out = x^y
 
 
 def _tie_weight(x: Tensor, y: Tensor) -> Tensor:

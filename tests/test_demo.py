@@ -48,13 +48,18 @@ def test_a_run_writes_every_file(tmp_path, task):
 
 
 def test_resume_continues_to_the_same_weights_as_one_run(tmp_path):
-    demo("--task", "sort", "--steps", "8", "--out", str(tmp_path / "straight"), *TINY)
-    demo("--task", "sort", "--steps", "4", "--out", str(tmp_path / "split"), *TINY)
-    demo("--task", "sort", "--steps", "8", "--out", str(tmp_path / "split"), "--resume", *TINY)
+    demo("--task", "sort", "--seed", "5", "--steps", "8", "--out", str(tmp_path / "straight"), *TINY)
+    demo("--task", "sort", "--seed", "5", "--steps", "4", "--out", str(tmp_path / "split"), *TINY)
+    resumed = demo("--out", str(tmp_path / "split"), "--resume", "--steps", "8")  # as INTERFACE.md writes it
+    assert "task sort" in resumed.stdout  # the task, seed and sizes come from the checkpoint
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")["model"]
     b = load_checkpoint(tmp_path / "split" / "checkpoint.npz")["model"]
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    for name in ("samples.txt",):
+        assert (tmp_path / "straight" / name).read_text() == (tmp_path / "split" / name).read_text()
+    ignored = demo("--out", str(tmp_path / "split"), "--resume", "--steps", "8", "--lr", "1")
+    assert "ignoring --lr" in ignored.stderr
 
 
 def test_resume_in_an_empty_folder_starts_from_zero(tmp_path):

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 import viz
+from tinygrad_lm import GPT, GPTConfig
 from viz.graph import MODULE, OP, PARAM, build_graph
-
-try:
-    from tinygrad_lm import GPT, GPTConfig
-except ImportError:  # the model is written in parallel with viz; these tests run as soon as it is there
-    pytest.skip("tinygrad_lm.GPT is not available yet", allow_module_level=True)
 
 TOP_LEVEL = ["lm_head", "transformer.ln_f", "transformer.wpe", "transformer.wte"]
 

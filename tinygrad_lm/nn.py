@@ -70,6 +70,8 @@ class Module:
         if parameters is None:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         modules: dict[str, Module] = self.__dict__["_modules"]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+            value = ModuleList(value)  # a plain list of modules is registered like torch's nn.ModuleList
         old = modules.get(name)
         object.__setattr__(self, name, value)
         if isinstance(value, Module):

@@ -261,9 +261,9 @@ class ExactTask(ABC):
         self.held_out_fraction = held_out_fraction
         self.block_size = self.n_in + self.n_out - 1
 
-    @abstractmethod
     def problems(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        """``count`` random problems, shape (count, n_in)."""
+        """``count`` random problems, shape (count, n_in): uniformly random digits."""
+        return rng.integers(0, 10, size=(count, self.n_in))
 
     @abstractmethod
     def answers(self, problems: np.ndarray) -> np.ndarray:
@@ -315,7 +315,18 @@ def _digits_to_int(digits: np.ndarray) -> np.ndarray:
     return (digits * 10 ** np.arange(digits.shape[1] - 1, -1, -1)).sum(axis=1)
 
 
-class SortTask(ExactTask):
+class DigitListTask(ExactTask):
+    """A list of ``length`` digits in, a list of ``length`` digits out."""
+
+    def __init__(self, length: int = 6, held_out_fraction: float = 0.1) -> None:
+        self.n_in = self.n_out = length
+        super().__init__(held_out_fraction)
+
+    def describe(self, problem: Sequence[int], answer: Sequence[int]) -> str:
+        return f"{self.name} {''.join(map(str, problem))} = {''.join(map(str, answer))}"
+
+
+class SortTask(DigitListTask):
     """Sort a list of digits: ``3 1 4 1 5 9`` -> ``1 1 3 4 5 9``.
 
     Encoding: the ``length`` digits of the list, then the same digits in ascending order.
@@ -323,37 +334,17 @@ class SortTask(ExactTask):
 
     name = "sort"
 
-    def __init__(self, length: int = 6, held_out_fraction: float = 0.1) -> None:
-        self.n_in = self.n_out = length
-        super().__init__(held_out_fraction)
-
-    def problems(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.integers(0, 10, size=(count, self.n_in))
-
     def answers(self, problems: np.ndarray) -> np.ndarray:
         return np.sort(problems, axis=1)
 
-    def describe(self, problem: Sequence[int], answer: Sequence[int]) -> str:
-        return f"sort {''.join(map(str, problem))} = {''.join(map(str, answer))}"
 
-
-class ReverseTask(ExactTask):
+class ReverseTask(DigitListTask):
     """Reverse a list of digits: ``1 2 3 4 5 6`` -> ``6 5 4 3 2 1``."""
 
     name = "reverse"
 
-    def __init__(self, length: int = 6, held_out_fraction: float = 0.1) -> None:
-        self.n_in = self.n_out = length
-        super().__init__(held_out_fraction)
-
-    def problems(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.integers(0, 10, size=(count, self.n_in))
-
     def answers(self, problems: np.ndarray) -> np.ndarray:
         return problems[:, ::-1].copy()
-
-    def describe(self, problem: Sequence[int], answer: Sequence[int]) -> str:
-        return f"reverse {''.join(map(str, problem))} = {''.join(map(str, answer))}"
 
 
 class AddTask(ExactTask):
@@ -370,9 +361,6 @@ class AddTask(ExactTask):
         self.n_digits = n_digits
         self.n_in, self.n_out = 2 * n_digits, n_digits + 1
         super().__init__(held_out_fraction)
-
-    def problems(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.integers(0, 10, size=(count, self.n_in))
 
     def answers(self, problems: np.ndarray) -> np.ndarray:
         a = _digits_to_int(problems[:, : self.n_digits])

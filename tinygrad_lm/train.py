@@ -26,7 +26,7 @@ import numpy as np
 import autograd as ag
 from tinygrad_lm.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from tinygrad_lm.model import GPT
-from tinygrad_lm.optim import AdamW, clip_grad_norm, warmup_cosine_lr
+from tinygrad_lm.optim import clip_grad_norm, warmup_cosine_lr
 from tinygrad_lm.progress import ProgressBar
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -75,31 +75,19 @@ class TrainingDivergedError(RuntimeError):
     """The loss or the gradients became NaN/Inf; the last good checkpoint was kept."""
 
 
-def make_optimizer(model: GPT, config: TrainConfig) -> AdamW:
-    """AdamW with weight decay on matrices and embeddings only (not on biases and LayerNorm gains),
-    as nanoGPT does."""
-    params = list(model.parameters())
-    return AdamW(
-        [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
-        betas=(config.beta1, config.beta2),
-    )
-
-
 @ag.no_grad()
 def evaluate_loss(model: GPT, task: Any, config: TrainConfig, step: int) -> float:
     """Mean loss over ``eval_batches`` held-out batches (eval mode: no dropout)."""
     was_training = model.training
     model.eval()
-    rng = stream(config.seed, EVAL_STREAM, step)
-    losses = []
-    for _ in range(config.eval_batches):
-        idx, targets = task.get_batch("val", config.batch_size, rng)
-        losses.append(model(idx, targets)[1].item())
-    model.train(was_training)
+    try:
+        rng = stream(config.seed, EVAL_STREAM, step)
+        losses = []
+        for _ in range(config.eval_batches):
+            idx, targets = task.get_batch("val", config.batch_size, rng)
+            losses.append(model(idx, targets)[1].item())
+    finally:
+        model.train(was_training)
     return float(np.mean(losses))
 
 
@@ -119,7 +107,9 @@ class Trainer:
     ) -> None:
         self.model, self.task, self.config = model, task, config
         self.out_dir = os.fspath(out_dir)
-        self.optimizer = make_optimizer(model, config)
+        self.optimizer = model.configure_optimizers(
+            config.weight_decay, config.learning_rate, betas=(config.beta1, config.beta2)
+        )  # AdamW; weight decay on matrices and embeddings only
         self.meta = dict(meta or {})  # saved with every checkpoint (task, tokenizer, configs, ...)
         self.log = log or print
         self.progress = progress
