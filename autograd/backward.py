@@ -153,6 +153,7 @@ def _walk(
         _accumulate(grads, exclusive, root, seed, False, create_graph)
     found: dict[Node, Tensor] = {}
     previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
+    STATE.grad_enabled = create_graph  # vjps record only when the gradient must be a graph itself
     try:
         for node in reversed(order):
             g = grads.pop(node, None)
@@ -178,37 +179,39 @@ def _visit(
     node: Node, g: Tensor, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool
 ) -> None:
     """Run the vjps of ``node`` for each input that needs a gradient, and accumulate the results."""
-    op, saved = node.op, node.saved
-    out = node if saved[0] is None else Tensor._make(saved[0], node, True)
-    inputs = [
-        parent if array is None else Tensor._make(array, parent, parent.requires_grad)
-        for parent, array in zip(node.inputs, saved[1:])
-    ]
-    STATE.grad_enabled = create_graph
+    op, saved, parents = node.op, node.saved, node.inputs
+    make = Tensor._make
+    out = node if saved[0] is None else make(saved[0], node, True)
+    inputs = [parent if array is None else make(array, parent, parent.requires_grad)
+              for parent, array in zip(parents, saved[1:])]  # fmt: skip
     STATE.in_vjp_of = node
     if create_graph:  # the gradient's ops are drawn in the module of the op they differentiate
         STATE.scope, STATE.vjp_of = node.scope, node
-    for i, parent in enumerate(node.inputs):
+    for i, parent in enumerate(parents):
         if not parent.requires_grad or (needed is not None and id(parent) not in needed):
             continue
         vjp = op.vjp(i)
         if vjp is None:
             continue
         gi = vjp(g, out, *inputs, **node.attrs)
-        if not isinstance(gi, Tensor):
+        if type(gi) is not Tensor:
             raise TypeError(f"vjp of '{op.name}' for input {i} returned {type(gi).__name__}, not a Tensor")
-        if op.broadcasts:
-            gi = unbroadcast(gi, parent.shape)
-        if gi.shape != parent.shape:
-            raise RuntimeError(
-                f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
-                f"whose shape is {parent.shape}"
-            )
-        if gi.dtype != parent.dtype:
+        data = gi.data
+        if data.shape != parent.shape:
+            if op.broadcasts:
+                gi = unbroadcast(gi, parent.shape)
+            if gi.data.shape != parent.shape:
+                raise RuntimeError(
+                    f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
+                    f"whose shape is {parent.shape}"
+                )
+            data = gi.data
+        if data.dtype is not parent.dtype and data.dtype != parent.dtype:
             gi = gi.astype(parent.dtype)
+            data = gi.data
         if STATE.anomaly:
-            check_finite_grad(node, i, gi.data)
-        fresh = op.trusted and gi.data is not g.data and gi.data.base is None
+            check_finite_grad(node, i, data)
+        fresh = op.trusted and data is not g.data and data.base is None
         _accumulate(grads, exclusive, parent, gi, fresh, create_graph)
 
 

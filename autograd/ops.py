@@ -11,6 +11,7 @@ Everything else (mean, var, min, stack, division by a number, ...) is composed f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -236,8 +237,8 @@ def _matmul_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
 
 def _matmul_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
     if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product, no batch sum
-        rows = x.reshape(-1, x.shape[-1])
-        return _matmul(_matrix_transpose(rows), g.reshape(-1, g.shape[-1]))
+        n = math.prod(x.shape[:-1])  # the number of rows (explicit: -1 fails for empty batches)
+        return _matmul(_matrix_transpose(x.reshape(n, x.shape[-1])), g.reshape(n, g.shape[-1]))
     return _matmul(_matrix_transpose(x), g)  # dy = x^T g
 
 
@@ -247,9 +248,19 @@ def _explain_matmul(op: str, error: Exception, x: Tensor, y: Tensor) -> str:
     return f"matmul: batch shapes {x.shape[:-2]} and {y.shape[:-2]} do not broadcast (shapes {x.shape} and {y.shape})"
 
 
+def _matmul_forward(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """np.matmul, with a batch of rows times one matrix done as one big product (numpy would loop
+    over the batch, one small BLAS call each)."""
+    if y.ndim == 2 and x.ndim > 2 and x.shape[-1] == y.shape[0]:
+        rows = math.prod(x.shape[:-1])  # not -1: that cannot be inferred when a size is 0
+        return np.matmul(x.reshape(rows, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[1])
+    return np.matmul(x, y)
+
+
 _matmul = Primitive(
-    "matmul", np.matmul, vjps=(_matmul_vjp_x, _matmul_vjp_y), save=(0, 1), broadcasts=True, explain=_explain_matmul
-)
+    "matmul", _matmul_forward, vjps=(_matmul_vjp_x, _matmul_vjp_y), save=(0, 1), broadcasts=True,
+    explain=_explain_matmul,
+)  # fmt: skip
 
 
 def matmul(x: Tensor, y: Tensor) -> Tensor:

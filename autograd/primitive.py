@@ -304,6 +304,7 @@ class Primitive:
         # A single callable serves every input of a variadic op: vjp(i, g, out, *inputs, **attrs).
         self.variadic_vjp = vjps if callable(vjps) else None
         self.vjps = None if vjps is None or callable(vjps) else tuple(vjps)
+        self.arity = len(self.vjps) if self.vjps is not None else None
         self.differentiable = self.variadic_vjp is not None or (
             self.vjps is not None and any(v is not None for v in self.vjps)
         )
@@ -327,10 +328,12 @@ class Primitive:
 
     def vjp(self, index: int) -> Vjp | None:
         """The vjp for input ``index`` (None if that input has no gradient)."""
+        if self.vjps is not None:
+            return self.vjps[index]
         if self.variadic_vjp is not None:
             fn = self.variadic_vjp
             return lambda g, out, *inputs, **attrs: fn(index, g, out, *inputs, **attrs)
-        return self.vjps[index] if self.vjps is not None else None
+        return None
 
     def __call__(self, *inputs: Tensor | Any, **attrs: Any) -> Tensor:
         make = _TENSOR._make
@@ -338,8 +341,8 @@ class Primitive:
             if type(x) is not _TENSOR:
                 inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
                 break
-        if self.vjps is not None and len(inputs) != len(self.vjps):
-            raise TypeError(f"{self.name}: expected {len(self.vjps)} inputs, got {len(inputs)}")
+        if self.arity is not None and len(inputs) != self.arity:
+            raise TypeError(f"{self.name}: expected {self.arity} inputs, got {len(inputs)}")
         try:
             if STATE.anomaly:  # numpy's warnings would only repeat, less precisely, what we raise
                 with np.errstate(all="ignore"):

@@ -24,15 +24,10 @@ _FLOAT32 = np.dtype(np.float32)
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``y = x W^T + b`` with ``W`` of shape (out, in), as torch's and nanoGPT's Linear.
 
-    ``W.T`` is a transposed view (no copy). A batch of sequences ``(B, T, in)`` is multiplied as
-    one ``(B*T, in)`` matrix: one large BLAS call instead of ``B`` small ones.
+    ``W.T`` is a transposed view (no copy); the engine's matmul multiplies a batch of sequences
+    ``(B, T, in)`` by one matrix as a single ``(B*T, in)`` product.
     """
-    if x.ndim > 2:
-        lead = x.shape[:-1]
-        y = x.reshape(-1, x.shape[-1]) @ weight.T  # (B*T, out)
-        y = y.reshape(*lead, weight.shape[0])  # (B, T, out)
-    else:
-        y = x @ weight.T
+    y = x @ weight.T  # (..., out)
     return y if bias is None else y + bias
 
 
