@@ -21,22 +21,27 @@ def best_us(fn: Callable[[], object], number: int, repeat: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
+def with_backward(ops: dict[str, Callable], seed: object, leaves: tuple) -> dict[str, tuple[Callable, Callable]]:
+    """op -> (forward only, forward + backward), for an engine or for torch: both spell it the same."""
+
+    def run_backward(op: Callable) -> Callable:
+        def step() -> None:
+            op().backward(seed)
+            for leaf in leaves:
+                leaf.grad = None
+
+        return step
+
+    return {name: (op, run_backward(op)) for name, op in ops.items()}
+
+
 def engine_cases(n: int) -> dict[str, tuple[Callable, Callable]]:
     """op -> (forward only, forward + backward) on leaves that require grad."""
     rng = np.random.default_rng(0)
     a = ag.Tensor(rng.standard_normal((n, n), dtype=np.float32), requires_grad=True)
     b = ag.Tensor(rng.standard_normal((n, n), dtype=np.float32), requires_grad=True)
-    seed = np.ones((n, n), dtype=np.float32)
-
-    def run_backward(op: Callable) -> Callable:
-        def step() -> None:
-            op().backward(seed)
-            a.grad = b.grad = None
-
-        return step
-
     ops = {"add": lambda: a + b, "mul": lambda: a * b, "matmul": lambda: a @ b, "tanh": lambda: a.tanh()}
-    return {name: (op, run_backward(op)) for name, op in ops.items()}
+    return with_backward(ops, np.ones((n, n), dtype=np.float32), (a, b))
 
 
 def numpy_cases(n: int) -> dict[str, tuple[Callable, Callable]]:
@@ -61,17 +66,8 @@ def torch_cases(n: int) -> dict[str, tuple[Callable, Callable]] | None:
     torch.set_num_threads(2)
     a = torch.randn(n, n, requires_grad=True)
     b = torch.randn(n, n, requires_grad=True)
-    seed = torch.ones(n, n)
-
-    def run_backward(op: Callable) -> Callable:
-        def step() -> None:
-            op().backward(seed)
-            a.grad = b.grad = None
-
-        return step
-
     ops = {"add": lambda: a + b, "mul": lambda: a * b, "matmul": lambda: a @ b, "tanh": lambda: a.tanh()}
-    return {name: (op, run_backward(op)) for name, op in ops.items()}
+    return with_backward(ops, torch.ones(n, n), (a, b))
 
 
 def main() -> None:

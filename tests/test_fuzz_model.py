@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-import signal
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,38 +20,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import ALLOWED, time_limit
 
 from autograd import Tensor
 from tinygrad_lm import GPT, GPTConfig
 
-ALLOWED = (ValueError, TypeError, IndexError)
 V, BLOCK = 7, 4
 CONFIG = GPTConfig(vocab_size=V, block_size=BLOCK, n_layer=1, n_head=2, n_embd=4)
 MODEL = GPT(CONFIG, seed=0)  # shared by the examples: a test that changes it puts it back
 
 
-class Hang(BaseException):
-    """Raised by the alarm. A BaseException, so no ``except Exception`` in the code under test hides it."""
-
-
-@contextmanager
-def time_limit(seconds: float = 10.0) -> Iterator[None]:
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"the call did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def outcome(call: Callable[[], Any], problems: list[str]) -> Any:
     """Run ``call``. With ``problems`` (regexes, one per thing wrong with the input) it must raise a
     ValueError/TypeError/IndexError whose message matches one of them; without, it must return."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"), time_limit():
+    with warnings.catch_warnings(), np.errstate(all="ignore"), time_limit(10.0):
         warnings.simplefilter("ignore")
         try:
             result = call()
