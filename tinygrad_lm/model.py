@@ -180,17 +180,7 @@ class GPT(Module):
         """
         ids = check_token_ids(idx, self.config.vocab_size, self.config.block_size, "idx")
         B, T = ids.shape
-        start = 0
-        if cache is not None:
-            if ag.is_grad_enabled():
-                raise RuntimeError("GPT: a key/value cache is for generation; call the model under ag.no_grad()")
-            start = cache.length
-        if start + T > self.config.block_size:
-            raise ValueError(
-                f"GPT: sequence of length {start + T} is longer than block_size={self.config.block_size}; "
-                "crop it to the last block_size tokens"
-            )
-        positions = np.arange(start, start + T)
+        positions = self._positions(T, cache)  # 0 .. T-1 (or after the cached ones, when generating)
         tok_emb = self.transformer.wte(ids)  # (B, T, C): what each token is
         pos_emb = self.transformer.wpe(positions)  # (T, C): where it is
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
@@ -204,6 +194,20 @@ class GPT(Module):
             return logits, None
         target_ids = check_targets(targets, ids.shape, self.config.vocab_size)
         return logits, F.cross_entropy(logits, target_ids, ignore_index=-1)
+
+    def _positions(self, T: int, cache: KVCache | None) -> np.ndarray:
+        """The positions of ``T`` new tokens: 0 .. T-1, or right after those already in ``cache``."""
+        start = 0
+        if cache is not None:
+            if ag.is_grad_enabled():
+                raise RuntimeError("GPT: a key/value cache is for generation; call the model under ag.no_grad()")
+            start = cache.length
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"GPT: sequence of length {start + T} is longer than block_size={self.config.block_size}; "
+                "crop it to the last block_size tokens"
+            )
+        return np.arange(start, start + T)
 
     @ag.no_grad()
     def attention_weights(self, idx: Any) -> list[np.ndarray]:
