@@ -44,6 +44,7 @@ OPTION_DEFAULTS = {"seed": 0, "dropout": 0.0, "eval_every": 250, "checkpoint_eve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked; ``args.given`` lists the run settings given explicitly."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -137,6 +138,7 @@ def saved_meta(out: str) -> dict[str, Any] | None:
 
 
 def write_samples(model: GPT, task: Any, path: str, seed: int) -> str:
+    """samples.txt: held-out problems with the model's answers, or text continued from prompts."""
     rng = stream(seed, SAMPLE_STREAM, 0)
     lines = []
     if task.exact:
@@ -187,6 +189,7 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
 
 
 def sample_only(args: argparse.Namespace) -> None:
+    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT."""
     saved = saved_meta(args.out)
     if saved is None:
         raise SystemExit(f"demo: no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
@@ -209,6 +212,7 @@ def sample_only(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train (or resume, or sample), then write and print what happened; returns the exit status."""
     args = parse_args(argv)
     if args.sample is not None:
         try:
@@ -274,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(summary: dict[str, Any], samples: str, pictures: list[str], out: str, seconds: float) -> None:
+    """The closing lines: loss (against the floor), accuracy, samples, and where the files are."""
     print(f"\nfinished in {seconds:.0f} s: loss {summary['final_loss']:.4f}", end="")
     if "entropy_floor" in summary:
         floor = summary["entropy_floor"]

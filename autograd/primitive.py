@@ -128,8 +128,10 @@ def current_scope() -> tuple[str, ...]:
 def detect_anomaly() -> Iterator[None]:
     """Raise `AnomalyError` at the first op whose forward output or vjp output holds NaN or Inf.
 
-    The error names the op and the file:line of the user code that created it. Recording where
-    each op was created costs a stack walk per op, so this is a debugging mode, off by default.
+    The error names the op, the innermost `scope` (module) it ran in, and the file:line that
+    created it: the first frame outside `autograd` (for a model's op, the line of the model's code,
+    e.g. in ``tinygrad_lm/functional.py``). Recording where each op was created costs a stack walk
+    per op, so this is a debugging mode, off by default.
     """
     previous = STATE.anomaly
     STATE.anomaly = True

@@ -54,6 +54,8 @@ class KVCache:
         return LayerCache(self, i)
 
     def store(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Write the new keys/values (B, nh, T, hs) of ``layer`` after the cached ones; return all of
+        them so far, (B, nh, length + T, hs)."""
         B, nh, T, hs = k.shape
         shape = (self.n_layer, B, nh, self.block_size, hs)
         if self.keys is None or self.keys.shape != shape or self.keys.dtype != k.dtype:

@@ -50,6 +50,7 @@ class CausalSelfAttention(Module):
         self.recorded_weights: list[np.ndarray] | None = None  # set to a list to keep the attention weights
 
     def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
+        """(B, T, C) -> (B, T, C): per head, ``softmax(Q K^T / sqrt(hs) + mask) V``; heads joined, times W_O."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x)  # (B, T, 3C)
@@ -92,8 +93,9 @@ class Block(Module):
         self.mlp = MLP(config, rng, dropout_rng)
 
     def forward(self, x: Tensor, cache: LayerCache | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
-        x = x + self.mlp(self.ln_2(x))
+        """(B, T, C) -> (B, T, C): attention, then the MLP, each on a normalised copy, added back."""
+        x = x + self.attn(self.ln_1(x), cache)  # (B, T, C): tokens look at the tokens before them
+        x = x + self.mlp(self.ln_2(x))  # (B, T, C): each token on its own
         return x
 
 

@@ -280,6 +280,7 @@ class ExactTask(ABC):
         return hashed < self.held_out_fraction * 2**32
 
     def split_problems(self, split: str, count: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` random problems of the "train" split, or of the held-out one for any other split."""
         want_held_out = split != "train"
         out = np.empty((0, self.n_in), dtype=np.int64)
         while len(out) < count:
@@ -288,6 +289,7 @@ class ExactTask(ABC):
         return out[:count]
 
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(idx, targets) of shape (B, n_in + n_out - 1); the problem's targets are -1 (not scored)."""
         problems = self.split_problems(split, batch_size, rng)
         sequences = np.concatenate([problems, self.answers(problems)], axis=1)
         idx, targets = sequences[:, :-1].copy(), sequences[:, 1:].copy()

@@ -41,6 +41,13 @@ def stream(seed: int, purpose: int, step: int) -> np.random.Generator:
 
 @dataclass
 class TrainConfig:
+    """How to train: ``steps`` (where the run stops), ``batch_size`` sequences per step; AdamW with
+    ``learning_rate`` warmed up linearly for ``warmup_steps``, then cosine-decayed to ``min_lr`` at
+    ``lr_decay_steps`` (the schedule's own length), ``weight_decay`` on matrices, ``beta1``/``beta2``;
+    gradients clipped to norm ``grad_clip``; every ``eval_every`` steps the mean loss of
+    ``eval_batches`` held-out batches, every ``checkpoint_every`` a checkpoint, every ``log_every`` a
+    line of metrics; ``seed`` keys the data, evaluation and sampling streams."""
+
     steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 3e-3
