@@ -167,7 +167,9 @@ def _binary(name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str 
 
 
 add = _binary("add", np.add, lambda g, out, x, y: g, lambda g, out, x, y: g, save=())
-sub = _binary("sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -g, save=())
+sub = _binary(  # dy = -g, negated after summing out broadcast axes (a pass over y's shape, not g's)
+    "sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -unbroadcast(g, y.shape), save=()
+)
 mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save=(0, 1))
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
     "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save=("out", 1)
