@@ -133,8 +133,7 @@ sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), sav
 tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x) in place on one temporary; e^-x may overflow to inf, giving exactly 0."""
-    e = np.array(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)  # a fresh array, also for 0-d
-    np.negative(e, out=e)
+    e = np.asarray(np.negative(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64))  # fresh, also 0-d
     with np.errstate(over="ignore"):
         np.exp(e, out=e)
     e += 1.0
