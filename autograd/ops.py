@@ -131,6 +131,8 @@ exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",))
 log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))
 sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))
 tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x) in place on one temporary; e^-x may overflow to inf, giving exactly 0."""
     e = np.asarray(np.negative(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64))  # fresh, also 0-d
@@ -173,6 +175,8 @@ mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, 
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
     "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save=("out", 1)
 )
+
+
 def _pow_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """dx = g y x^(y-1), and 0 where y == 0 (x^0 is constant, even at x == 0), as torch."""
     with np.errstate(divide="ignore", invalid="ignore"):
