@@ -1,6 +1,6 @@
 """Train a toy transformer end to end and show what happened.
 
-    python demo.py                       # the default: sentences of a small grammar, ~2 minutes
+    python demo.py                       # the default: sentences of a small grammar, about a minute
     python demo.py --task sort           # learn to sort lists of digits
     python demo.py --task add --digits 2 # learn 2-digit addition
     python demo.py --text notes.txt      # a character-level model of your own text file
@@ -60,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--steps", type=int, help="train until this many steps in total (task default otherwise)")
     run.add_argument("--out", metavar="DIR", help="output folder (default runs/<task>)")
     run.add_argument("--seed", type=int, help="seeds the weights, the data order and dropout (default 0)")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out, if any")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (if it has a checkpoint) with its own settings"
+    )
     run.add_argument("--sample", metavar="PROMPT", help="only sample from the checkpoint in --out, from PROMPT")
     run.add_argument("--tokens", type=int, default=200, help="--sample: how many characters to generate")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
