@@ -410,3 +410,17 @@ def test_a_removed_module_becomes_a_root_again():
     layer = model.layers[0]
     del model.layers
     assert layer.full_name == "0"  # still inside its list, which is now a root
+
+
+def test_evaluating_restores_the_mode_even_after_an_error():
+    from tinygrad_lm.nn import Dropout
+
+    layer = Dropout(0.5, np.random.default_rng(0))
+    with pytest.raises(KeyError), layer.evaluating():
+        assert not layer.training
+        raise KeyError("boom")
+    assert layer.training
+    layer.eval()
+    with layer.evaluating():
+        pass
+    assert not layer.training

@@ -134,20 +134,15 @@ def generate(
     out = np.empty((ids.shape[0], ids.shape[1] + max_new_tokens), dtype=np.int64)
     out[:, : ids.shape[1]] = ids
     length = ids.shape[1]
-    was_training = model.training
-    model.eval()
-    try:
-        with ag.no_grad():
-            for _ in range(max_new_tokens):
-                if cache is not None and 0 < cache.length == length - 1 and length <= block:
-                    new = out[:, length - 1 : length]  # only the newest token: the rest is cached
-                else:  # the first step, or the window slid: (re)compute the cropped context
-                    if cache is not None:
-                        cache.reset()
-                    new = out[:, max(0, length - block) : length]
-                logits, _ = model(new, cache=cache)
-                out[:, length] = sample_next(logits.data[:, -1, :], temperature, top_k, rng)
-                length += 1
-    finally:
-        model.train(was_training)
+    with model.evaluating(), ag.no_grad():
+        for _ in range(max_new_tokens):
+            if cache is not None and 0 < cache.length == length - 1 and length <= block:
+                new = out[:, length - 1 : length]  # only the newest token: the rest is cached
+            else:  # the first step, or the window slid: (re)compute the cropped context
+                if cache is not None:
+                    cache.reset()
+                new = out[:, max(0, length - block) : length]
+            logits, _ = model(new, cache=cache)
+            out[:, length] = sample_next(logits.data[:, -1, :], temperature, top_k, rng)
+            length += 1
     return out

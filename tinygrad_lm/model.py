@@ -216,17 +216,15 @@ class GPT(Module):
         """The attention weights of every block for ``idx`` (B, T), in eval mode: a list of
         ``n_layer`` arrays of shape (B, n_head, T, T), row i = how much position i attends to each j."""
         blocks = list(self.transformer.h)
-        was_training = self.training
-        self.eval()
-        try:
-            for block in blocks:
-                block.attn.recorded_weights = []
-            self(idx)
-            return [block.attn.recorded_weights[0] for block in blocks]
-        finally:
-            for block in blocks:
-                block.attn.recorded_weights = None
-            self.train(was_training)
+        with self.evaluating():
+            try:
+                for block in blocks:
+                    block.attn.recorded_weights = []
+                self(idx)
+                return [block.attn.recorded_weights[0] for block in blocks]
+            finally:
+                for block in blocks:
+                    block.attn.recorded_weights = None
 
     def generate(
         self,

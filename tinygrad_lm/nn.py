@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -195,6 +196,16 @@ class Module:
     def eval(self) -> Module:
         """Evaluation mode (dropout off); returns ``self``."""
         return self.train(False)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[Module]:
+        """``with model.evaluating():`` eval mode inside, the previous mode restored after (also on errors)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient (``.grad = None``), as torch's ``set_to_none=True``."""

@@ -85,16 +85,9 @@ class TrainingDivergedError(RuntimeError):
 @ag.no_grad()
 def evaluate_loss(model: GPT, task: Any, config: TrainConfig, step: int) -> float:
     """Mean loss over ``eval_batches`` held-out batches (eval mode: no dropout)."""
-    was_training = model.training
-    model.eval()
-    try:
-        rng = stream(config.seed, EVAL_STREAM, step)
-        losses = []
-        for _ in range(config.eval_batches):
-            idx, targets = task.get_batch("val", config.batch_size, rng)
-            losses.append(model(idx, targets)[1].item())
-    finally:
-        model.train(was_training)
+    rng = stream(config.seed, EVAL_STREAM, step)
+    with model.evaluating():
+        losses = [model(*task.get_batch("val", config.batch_size, rng))[1].item() for _ in range(config.eval_batches)]
     return float(np.mean(losses))
 
 
