@@ -133,10 +133,6 @@ class GPTConfig:
             raise TypeError(f"GPTConfig: bias must be True or False, got {self.bias!r}")
         object.__setattr__(self, "bias", bool(self.bias))
 
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -54,13 +54,6 @@ class ProgressBar:
             self.stream.write(line + "\n")
             self.stream.flush()
 
-    def write(self, message: str) -> None:
-        """Print a message above the bar."""
-        if self.interactive:
-            self.stream.write("\r" + " " * 100 + "\r")
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
     def close(self) -> None:
         if self.interactive:
             self.stream.write("\n")

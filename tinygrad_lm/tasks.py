@@ -218,9 +218,6 @@ class GrammarTask:
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    def text(self, n_sentences: int, rng: np.random.Generator) -> str:
-        return "".join(sentence_text(self.grammar.sample(rng)) for _ in range(n_sentences))
-
     def get_batch(self, split: str, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Windows of block_size + 1 characters, each starting at the start of a sentence."""
         windows = np.empty((batch_size, self.block_size + 1), dtype=np.int64)
