@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from autograd.fast_vjps import unbroadcast_array
 from autograd.ops import unbroadcast
 from autograd.primitive import STATE, GraphReleasedError, Node, check_finite_grad, node_of
 from autograd.tensor import Tensor, as_tensor
@@ -180,6 +181,9 @@ def _visit(
 ) -> None:
     """Run the vjps of ``node`` for each input that needs a gradient, and accumulate the results."""
     op, saved, parents = node.op, node.saved, node.inputs
+    if op.fast_vjps is not None and not create_graph and not STATE.anomaly:
+        _visit_arrays(node, g.data, grads, exclusive, needed)
+        return
     make = Tensor._make
     out = node if saved[0] is None else make(saved[0], node, True)
     inputs = [parent if array is None else make(array, parent, parent.requires_grad)
@@ -215,6 +219,35 @@ def _visit(
         _accumulate(grads, exclusive, parent, gi, fresh, create_graph)
 
 
+def _visit_arrays(node: Node, g: np.ndarray, grads: dict, exclusive: set[int], needed: set[int] | None) -> None:
+    """`_visit` through the primitive's plain-numpy vjps (`autograd.fast_vjps`): no Tensors, no graph."""
+    op, saved, parents = node.op, node.saved, node.inputs
+    out = node if saved[0] is None else saved[0]
+    inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
+    make = Tensor._make
+    for i, parent in enumerate(parents):
+        if not parent.requires_grad or (needed is not None and id(parent) not in needed):
+            continue
+        vjp = op.fast_vjps[i]
+        if vjp is None:
+            continue
+        gi = vjp(g, out, *inputs, **node.attrs)
+        if gi.shape != parent.shape:
+            if op.broadcasts:
+                gi = unbroadcast_array(gi, parent.shape)
+            if gi.shape != parent.shape:
+                raise RuntimeError(
+                    f"fast vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
+                    f"whose shape is {parent.shape}"
+                )
+        if gi.dtype is not parent.dtype and gi.dtype != parent.dtype:
+            gi = gi.astype(parent.dtype)
+        if type(gi) is not np.ndarray:  # numpy gives scalars, not 0-d arrays, for 0-d results
+            gi = np.asarray(gi)
+        fresh = op.trusted and gi is not g and gi.base is None
+        _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
+
+
 def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: bool, create_graph: bool) -> None:
     """grads[node] += g, in place only into an array this walk allocated itself."""
     previous = grads.get(node)
@@ -227,7 +260,8 @@ def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: 
     elif id(node) in exclusive:
         np.add(previous.data, g.data, out=previous.data)
     else:
-        grads[node] = Tensor._make(previous.data + g.data, None, False)
+        total = previous.data + g.data
+        grads[node] = Tensor._make(total if type(total) is np.ndarray else np.asarray(total), None, False)
         exclusive.add(id(node))
 
 

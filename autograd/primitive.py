@@ -324,6 +324,9 @@ class Primitive:
         # The engine's own primitives are known to return fresh gradient arrays (or their `g`
         # unchanged), so the backward walk may keep them without a defensive copy.
         self.trusted = False
+        # Optional first-order vjps on plain arrays (`autograd.fast_vjps`), used when no graph of
+        # the gradient is recorded; the same formulas as ``vjps``.
+        self.fast_vjps: tuple[Callable[..., np.ndarray] | None, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"

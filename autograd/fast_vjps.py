@@ -1,0 +1,102 @@
+"""First-order vjps in plain numpy: the backward pass's fast path.
+
+Every vjp in `autograd.ops` is written with engine ops, so it can be differentiated again
+(``create_graph=True``). A plain ``backward()`` needs no graph of its gradient, yet running those
+vjps still wraps every intermediate in a Tensor and goes through a primitive call per op: about
+half the time of a small model's training step. The hottest primitives therefore also carry the
+same formulas on arrays, here, which `backward` uses when it records nothing (``create_graph`` is
+off and `detect_anomaly` is not on, whose messages name the op inside a vjp).
+
+Each formula is the one beside its primitive in `autograd.ops`, operation for operation, so both
+paths give bit-identical gradients; ``tests/test_fast_vjps.py`` checks exactly that for every
+primitive listed here. Inputs a primitive did not save arrive as shape-only `Node`s (``.shape``,
+``.dtype``), as they do for its engine vjps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from autograd import ops
+
+
+def unbroadcast_array(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`ops.unbroadcast` on an array: sum ``g`` over the axes broadcasting added or stretched."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape) if size == 1 and g.shape[lead + i] != 1)
+    summed = np.sum(g, axis=axes, keepdims=False) if axes else g
+    return summed.reshape(shape) if summed.shape != shape else summed
+
+
+def _expand_reduced(g: np.ndarray, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    if not keepdims:
+        g = g.reshape(tuple(1 if i in axis else n for i, n in enumerate(shape)))
+    return np.broadcast_to(g, shape)
+
+
+def _matrix_transpose(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _matmul_dx(g: np.ndarray, out: Any, x: Any, y: np.ndarray) -> np.ndarray:
+    return ops._matmul_forward(g, _matrix_transpose(y))  # dx = g y^T
+
+
+def _matmul_dy(g: np.ndarray, out: Any, x: np.ndarray, y: Any) -> np.ndarray:
+    if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product
+        n = math.prod(x.shape[:-1])
+        return ops._matmul_forward(x.reshape(n, x.shape[-1]).T, g.reshape(n, g.shape[-1]))
+    return ops._matmul_forward(_matrix_transpose(x), g)  # dy = x^T g
+
+
+def _pow_dx(g: np.ndarray, out: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = g * y * x ** (y - 1.0)
+    zero_power = y == 0
+    return np.where(zero_power, np.zeros((), dtype=grad.dtype), grad) if zero_power.any() else grad
+
+
+def _pow_dy(g: np.ndarray, out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = g * out * np.log(x)
+    flat = (x == 0) & (y >= 0)
+    return np.where(flat, np.zeros((), dtype=grad.dtype), grad) if flat.any() else grad
+
+
+def _softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
+    return out * (g - np.sum(g * out, axis=axis, keepdims=True))
+
+
+def _log_softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
+    return g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)
+
+
+FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
+    ops.neg: (lambda g, out, x: np.negative(g),),
+    ops.exp: (lambda g, out, x: g * out,),
+    ops.log: (lambda g, out, x: g / x,),
+    ops.sqrt: (lambda g, out, x: g / (out * 2.0),),
+    ops.tanh: (lambda g, out, x: g * (1.0 - out * out),),
+    ops.sigmoid: (lambda g, out, x: g * (out * (1.0 - out)),),
+    ops.add: (lambda g, out, x, y: g, lambda g, out, x, y: g),
+    ops.sub: (lambda g, out, x, y: g, lambda g, out, x, y: np.negative(unbroadcast_array(g, y.shape))),
+    ops.mul: (lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
+    ops.div: (lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
+    ops.power: (_pow_dx, _pow_dy),
+    ops._matmul: (_matmul_dx, _matmul_dy),
+    ops.reduce_sum: (lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),),
+    ops.softmax: (_softmax_dx,),
+    ops.log_softmax: (_log_softmax_dx,),
+    ops.reshape: (lambda g, out, x, shape: g.reshape(x.shape),),
+    ops.permute: (lambda g, out, x, axes: g.transpose(np.argsort(axes)),),
+    ops.expand: (lambda g, out, x, shape: unbroadcast_array(g, x.shape),),
+    ops.getitem: (lambda g, out, x, index: ops._scatter_add(g, x.shape, index),),
+}
+
+for _primitive, _vjps in FAST_VJPS.items():
+    _primitive.fast_vjps = _vjps
