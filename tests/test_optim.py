@@ -79,6 +79,55 @@ def test_adamw_skips_parameters_without_gradient_and_keeps_dtype():
     assert a.grad is None and b.grad is None
 
 
+class OneByOneAdamW(AdamW):
+    """AdamW that never takes its whole-group path: the per-parameter reference."""
+
+    def _flat_state(self, index, params):
+        return None
+
+
+def test_adamw_updates_a_group_at_once_with_the_bits_of_one_parameter_at_a_time():
+    rng = np.random.default_rng(3)
+    shapes = [(3, 2), (4,), (2, 2, 2)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
+    runs = []
+    for kind in (AdamW, OneByOneAdamW):
+        ps = [param(v.copy(), np.float32) for v in start]
+        opt = kind([{"params": ps[:2], "weight_decay": 0.1}, {"params": ps[2:], "weight_decay": 0.0}], lr=0.01)
+        for step, gs in enumerate(grads):
+            for p, g in zip(ps, gs):
+                set_grad(p, g)
+            if step == 2:
+                ps[1].grad = None  # skipped once: its step count falls behind, the group goes one by one
+            opt.step()
+        runs.append((ps, opt))
+    (flat, opt_flat), (plain, opt_plain) = runs
+    for a, b in zip(flat, plain):
+        np.testing.assert_array_equal(a.data, b.data)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            np.testing.assert_array_equal(opt_flat.state[a][key], opt_plain.state[b][key])
+    assert [opt_flat.state[p]["step"] for p in flat] == [4, 3, 4]
+
+
+def test_adamw_state_stays_live_after_loading():
+    """Loaded moments are copied into the optimizer's own buffers; state_dict shows the live values."""
+    ps = [param(np.ones((2, 2))), param(np.ones(3))]
+    opt = AdamW(ps, lr=0.1)
+    for p in ps:
+        set_grad(p, np.ones(p.shape))
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    opt.load_state_dict(saved)
+    for p in ps:
+        set_grad(p, np.ones(p.shape))
+    opt.step()
+    live = opt.state_dict()["state"]
+    assert [live[i]["step"] for i in (0, 1)] == [2, 2]
+    np.testing.assert_allclose(live[0]["exp_avg"], 1 - 0.9**2)
+    assert not np.shares_memory(live[0]["exp_avg"], saved["state"][0]["exp_avg"])
+
+
 def sgd_by_hand(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
     """torch.optim.SGD's algorithm as documented."""
     buf = None

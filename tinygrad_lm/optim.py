@@ -240,6 +240,13 @@ class SGD(Optimizer):
                 p.data -= (lr * d).astype(p.dtype, copy=False)
 
 
+# A group of at most this many numbers is updated as one flat array (a dozen numpy calls in all).
+# Bigger groups go one parameter at a time: each parameter's arrays stay in the CPU cache across the
+# update's dozen passes, which the flat arrays of a big model do not (measured: 4.8M numbers, flat
+# 29 ms, one by one 16 ms; 100K numbers, flat 0.48 ms, one by one 0.90 ms).
+FLAT_MAX_SIZE = 1 << 20
+
+
 class AdamW(Optimizer):
     """Adam with decoupled weight decay, exactly ``torch.optim.AdamW``'s update (per parameter,
     with its own step count ``t``):
@@ -261,6 +268,8 @@ class AdamW(Optimizer):
         weight_decay: float = 1e-2,
     ) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        # Per group: (ids of its parameters, flat exp_avg, flat exp_avg_sq, offsets); see _flat_state.
+        self._flats: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray, list[int]]] = {}
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)
@@ -272,35 +281,96 @@ class AdamW(Optimizer):
         group["betas"] = tuple(betas)
 
     def step(self) -> None:
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g, data = p.grad.data, p.data
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            flat = self._flat_state(index, params) if params else None
+            if flat is not None:
+                self._update_flat(group, params, *flat)
+                continue
+            for p in params:
                 state = self.state.get(p)
                 if state is None:
-                    state = self.state[p] = {
-                        "step": 0, "exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)
-                    }  # fmt: skip
+                    zeros = np.zeros_like
+                    state = self.state[p] = {"step": 0, "exp_avg": zeros(p.data), "exp_avg_sq": zeros(p.data)}
                 state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                scratch = np.empty_like(data)  # every temporary below lives here: one allocation
-                if weight_decay:
-                    data *= 1.0 - lr * weight_decay
-                m *= beta1  # m = beta1 m + (1 - beta1) g
-                np.multiply(g, 1.0 - beta1, out=scratch)
-                m += scratch
-                v *= beta2  # v = beta2 v + (1 - beta2) g^2
-                np.multiply(g, g, out=scratch)
-                scratch *= 1.0 - beta2
-                v += scratch
-                np.sqrt(v, out=scratch)  # denominator: sqrt(v) / sqrt(1 - beta2^t) + eps
-                scratch *= 1.0 / math.sqrt(1.0 - beta2**t)
-                scratch += eps
-                np.divide(m, scratch, out=scratch)
-                scratch *= lr / (1.0 - beta1**t)  # step size: lr / (1 - beta1^t)
-                data -= scratch
+                scratch = np.empty_like(p.data)  # every temporary lives here: one allocation
+                self._update(group, state["step"], p.data, p.grad.data, state["exp_avg"], state["exp_avg_sq"], scratch)
+
+    @staticmethod
+    def _update(
+        group: dict[str, Any], t: int, data: np.ndarray | None, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+        scratch: np.ndarray,
+    ) -> None:  # fmt: skip
+        """The update of the class docstring, in place; ``scratch`` receives the step ``data`` loses."""
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        m *= beta1  # m = beta1 m + (1 - beta1) g
+        np.multiply(g, 1.0 - beta1, out=scratch)
+        m += scratch
+        v *= beta2  # v = beta2 v + (1 - beta2) g^2
+        np.multiply(g, g, out=scratch)
+        scratch *= 1.0 - beta2
+        v += scratch
+        np.sqrt(v, out=scratch)  # denominator: sqrt(v) / sqrt(1 - beta2^t) + eps
+        scratch *= 1.0 / math.sqrt(1.0 - beta2**t)
+        scratch += eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr / (1.0 - beta1**t)  # step size: lr / (1 - beta1^t)
+        if data is not None:
+            if weight_decay:
+                data *= 1.0 - lr * weight_decay
+            data -= scratch
+
+    def _update_flat(
+        self, group: dict[str, Any], params: list[Tensor], m: np.ndarray, v: np.ndarray, bounds: list[int]
+    ) -> None:
+        """One update of the whole group: a dozen numpy calls over the concatenated parameters
+        instead of a dozen per parameter (the same arithmetic, so the same bits)."""
+        g = np.concatenate([p.grad.data.reshape(-1) for p in params])
+        t = self.state[params[0]]["step"] + 1
+        step = np.empty_like(g)
+        self._update(group, t, None, g, m, v, step)
+        decay = 1.0 - group["lr"] * group["weight_decay"]
+        for p, start, stop in zip(params, bounds, bounds[1:]):
+            self.state[p]["step"] = t
+            if group["weight_decay"]:
+                p.data *= decay
+            p.data -= step[start:stop].reshape(p.shape)
+
+    def _flat_state(self, index: int, params: list[Tensor]) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+        """The group's moments as two flat arrays of which every parameter's state holds a view, or
+        None when the group is not updated as one (mixed dtypes, unequal step counts, or more than
+        `FLAT_MAX_SIZE` numbers).
+
+        Built on the first step (zeros) or after `load_state_dict` (copied in); reused while every
+        state array is still a view of them."""
+        ids = tuple(map(id, params))
+        cached = self._flats.get(index)
+        states = [self.state.get(p) for p in params]
+        if cached is not None and cached[0] == ids:
+            _, m, v, bounds = cached
+            if all(s is not None and s["exp_avg"].base is m and s["exp_avg_sq"].base is v for s in states):
+                if all(s["step"] == states[0]["step"] for s in states):
+                    return m, v, bounds
+                return None
+        dtype = params[0].dtype
+        if any(p.dtype != dtype for p in params) or sum(p.size for p in params) > FLAT_MAX_SIZE:
+            return None
+        fresh = all(s is None for s in states)
+        if not fresh and (any(s is None for s in states) or any(s["step"] != states[0]["step"] for s in states)):
+            return None
+        bounds = [0]
+        for p in params:
+            bounds.append(bounds[-1] + p.size)
+        m, v = np.zeros(bounds[-1], dtype=dtype), np.zeros(bounds[-1], dtype=dtype)
+        for p, s, start, stop in zip(params, states, bounds, bounds[1:]):
+            m_view, v_view = m[start:stop].reshape(p.shape), v[start:stop].reshape(p.shape)
+            if fresh:
+                self.state[p] = {"step": 0, "exp_avg": m_view, "exp_avg_sq": v_view}
+            else:
+                m_view[...], v_view[...] = s["exp_avg"], s["exp_avg_sq"]
+                s["exp_avg"], s["exp_avg_sq"] = m_view, v_view
+        self._flats[index] = (ids, m, v, bounds)
+        return m, v, bounds
 
 
 def clip_grad_norm(parameters: Iterable[Tensor], max_norm: float) -> float:
