@@ -29,7 +29,7 @@ def unbroadcast_array(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape) if size == 1 and g.shape[lead + i] != 1)
-    summed = np.sum(g, axis=axes, keepdims=False) if axes else g
+    summed = ops.sum_array(g, axes) if axes else g
     return summed.reshape(shape) if summed.shape != shape else summed
 
 
@@ -69,11 +69,11 @@ def _pow_dy(g: np.ndarray, out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.
 
 
 def _softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
-    return out * (g - np.sum(g * out, axis=axis, keepdims=True))
+    return out * (g - ops.sum_array(g * out, axis, keepdims=True))
 
 
 def _log_softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
-    return g - np.exp(out) * np.sum(g, axis=axis, keepdims=True)
+    return g - np.exp(out) * ops.sum_array(g, axis, keepdims=True)
 
 
 FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {

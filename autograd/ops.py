@@ -11,6 +11,7 @@ Everything else (mean, var, min, stack, division by a number, ...) is composed f
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -291,8 +292,44 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
 # Reductions (axis: a sorted tuple of non-negative ints, from normalize_axes)
 # ---------------------------------------------------------------------------------------------------
 
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_BLAS_MIN_SIZE = 1024  # below this, numpy's sum is as quick as the call into BLAS
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False) -> np.ndarray:
+    """``np.sum(x, axis, keepdims)``, as a matrix-vector product with a vector of ones when ``x`` is
+    a contiguous float array summed over its leading or its trailing axes.
+
+    ``x (rows, k) @ ones(k)`` runs in BLAS, 3 to 7 times faster than numpy's reduction along the
+    last axis for rows of 32 to 1536 numbers (a LayerNorm's mean, a softmax's normaliser), and
+    ``ones(rows) @ x`` likewise for a bias's gradient. The sum is the same up to rounding order.
+    """
+    axes = (axis,) if isinstance(axis, int) else axis
+    n = x.ndim
+    if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and axes and x.flags.c_contiguous:
+        axes = tuple(sorted(a % n for a in axes))
+        k = len(axes)
+        kept = tuple(1 if a in axes else size for a, size in enumerate(x.shape)) if keepdims else None
+        if axes == tuple(range(n - k, n)):  # trailing axes: one dot product per row
+            inner = math.prod(x.shape[n - k :])
+            out = x.reshape(-1, inner) @ _ones(inner, x.dtype)
+            return out.reshape(kept if keepdims else x.shape[: n - k])
+        if axes == tuple(range(k)):  # leading axes: the rows added up
+            outer = math.prod(x.shape[:k])
+            out = _ones(outer, x.dtype) @ x.reshape(outer, -1)
+            return out.reshape(kept if keepdims else x.shape[k:])
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
 reduce_sum = Primitive(
-    "sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+    "sum", sum_array,
     vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),), save=(),
 )  # fmt: skip
 
@@ -321,7 +358,7 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     x = x if x.dtype.kind == "f" else x.astype(np.float64)
     e = x - x.max(axis=axis, keepdims=True)
     np.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
+    e /= sum_array(e, axis, keepdims=True)
     return e
 
 
@@ -329,7 +366,7 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     """(x - max) - log sum e^(x - max) (float64 for integers and bools)."""
     x = x if x.dtype.kind == "f" else x.astype(np.float64)
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted - np.log(sum_array(np.exp(shifted), axis, keepdims=True))
 
 
 softmax = Primitive(  # y = softmax(x):  dx = y (g - sum(g y))

@@ -242,3 +242,23 @@ def test_cast_between_floats_keeps_gradient_dtype(shape, data):
     (y * 2.0).sum().backward()
     assert x.grad.dtype == np.float64
     np.testing.assert_allclose(x.grad.data, 2.0)
+
+
+@given(
+    shape=st.sampled_from([(40, 30), (3, 20, 30), (2, 3, 4, 50), (1100,)]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    keepdims=st.booleans(),
+    data=st.data(),
+)
+def test_sums_of_large_arrays_match_numpy(shape, dtype, keepdims, data):
+    """Big contiguous float sums over leading or trailing axes run as BLAS products with ones."""
+    x = data.draw(arrays(shape), label="x").astype(dtype)
+    ndim = len(shape)
+    k = data.draw(st.integers(1, ndim), label="k")
+    axis = data.draw(st.sampled_from([tuple(range(k)), tuple(range(ndim - k, ndim)), tuple(range(ndim))]), label="axis")
+    for view in (x, x[::-1], np.asfortranarray(x)):  # contiguous, reversed and column-major layouts
+        got = ag.ops.sum_array(view, axis, keepdims)
+        expected = np.sum(view, axis=axis, keepdims=keepdims)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-12)
+    assert ag.gradcheck(lambda t: (t.sum(axis=axis, keepdims=keepdims) ** 2).sum(), [x.astype(np.float64)], mode="fast")
