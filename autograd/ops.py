@@ -271,12 +271,12 @@ _matmul = Primitive(
 
 def matmul(x: Tensor, y: Tensor) -> Tensor:
     """numpy's ``@``: 1-D operands are promoted to a row or a column and the axis dropped again."""
+    if x.data.ndim >= 2 and y.data.ndim >= 2:
+        return _matmul(x, y)
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(
             f"matmul: operands must have at least 1 dim, got shapes {x.shape} and {y.shape}; use * for scalars"
         )
-    if x.ndim >= 2 and y.ndim >= 2:
-        return _matmul(x, y)
     k_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
     if x.shape[-1] != k_y:  # say it with the shapes as given, before 1-D operands are promoted
         raise ValueError(f"matmul: shapes {x.shape} and {y.shape} do not align ({x.shape[-1]} != {k_y})")

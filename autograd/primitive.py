@@ -319,6 +319,10 @@ class Primitive:
             bad = [i for i in self.save_inputs if not isinstance(i, int) or (n_inputs and i >= n_inputs)]
             if bad:
                 raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
+        # Which inputs' arrays to keep, one flag per input (one- and two-input ops: the hot path).
+        self._save_mask = None
+        if self.save_inputs is not None and n_inputs in (1, 2):
+            self._save_mask = tuple(i in self.save_inputs for i in range(n_inputs))
         self.broadcasts = broadcasts
         self.explain = explain
         # The engine's own primitives are known to return fresh gradient arrays (or their `g`
@@ -359,9 +363,11 @@ class Primitive:
             raise self._forward_error(error, inputs, attrs) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
-        if STATE.grad_enabled and self.differentiable and out.dtype.kind == "f":  # ints never require grad
+        if STATE.grad_enabled and self.differentiable:
             for t in inputs:
                 if t.requires_grad:
+                    if out.dtype.kind != "f":  # ints never require grad
+                        break
                     result = make(out, None, True)
                     parents = tuple([t._node or node_of(t) for t in inputs])
                     result._node = Node(self, parents, self._saved(out, inputs), attrs, result, True)
@@ -369,6 +375,12 @@ class Primitive:
         return make(out, None, False)
 
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
+        mask = self._save_mask
+        if mask is not None:
+            first = tensors[0].data if mask[0] else None
+            if len(mask) == 1:
+                return (out if self.save_out else None, first)
+            return (out if self.save_out else None, first, tensors[1].data if mask[1] else None)
         keep = self.save_inputs
         if keep is None:
             return (out, *[t.data for t in tensors])

@@ -159,19 +159,19 @@ class Tensor:
 
     # -- operators -------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
-        return _ops.add(self, lift(other, self))
+        return _ops.add(self, other if type(other) is Tensor else lift(other, self))
 
     def __radd__(self, other: Any) -> Tensor:
         return _ops.add(lift(other, self), self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return _ops.sub(self, lift(other, self))
+        return _ops.sub(self, other if type(other) is Tensor else lift(other, self))
 
     def __rsub__(self, other: Any) -> Tensor:
         return _ops.sub(lift(other, self), self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return _ops.mul(self, lift(other, self))
+        return _ops.mul(self, other if type(other) is Tensor else lift(other, self))
 
     def __rmul__(self, other: Any) -> Tensor:
         return _ops.mul(lift(other, self), self)
@@ -189,7 +189,7 @@ class Tensor:
         return _ops.power(lift(other, self), self)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return _ops.matmul(self, as_tensor(other, "matmul operand"))
+        return _ops.matmul(self, other if type(other) is Tensor else as_tensor(other, "matmul operand"))
 
     def __rmatmul__(self, other: Any) -> Tensor:
         return _ops.matmul(as_tensor(other, "matmul operand"), self)
