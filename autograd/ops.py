@@ -457,7 +457,7 @@ def _segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) 
     order = np.argsort(flat, kind="stable")
     sorted_flat = flat[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_flat[1:] != sorted_flat[:-1])))
-    target[sorted_flat[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    target[sorted_flat[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 
 def _explain_getitem(op: str, error: Exception, x: Tensor, index: tuple) -> str:

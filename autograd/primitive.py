@@ -331,6 +331,9 @@ class Primitive:
         # Optional first-order vjps on plain arrays (`autograd.fast_vjps`), used when no graph of
         # the gradient is recorded; the same formulas as ``vjps``.
         self.fast_vjps: tuple[Callable[..., np.ndarray] | None, ...] | None = None
+        # Optional ``(buffer, g, out, *inputs, **attrs) -> bool``: add the (one-input) op's gradient
+        # into ``buffer``, the input's gradient so far, in place; False if it cannot.
+        self.fast_add_into: Callable[..., bool] | None = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
