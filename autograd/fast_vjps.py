@@ -80,11 +80,12 @@ def _getitem_add_into(buffer: np.ndarray, g: np.ndarray, out: Any, x: Any, index
     """``buffer[index] += g``: the gradient of ``x[index]`` added straight into the gradient ``x``
     already has, instead of into a new array of zeros that is then added whole (for attention's
     q, k, v slices of one array: two passes of zeros and two whole additions saved per layer).
-    Returns False for an index that needs `np.add.at` (mixed kinds), which the ordinary vjp does."""
+    Returns False (and the ordinary vjp runs) for an index that needs `np.add.at` (mixed kinds), or
+    integer arrays into a gradient that is not in C order."""
     if ops._is_basic(index):
         buffer[index] += g
-    elif all(isinstance(i, np.ndarray) for i in index):
-        ops._segment_sum(buffer, index, g)
+    elif buffer.flags.c_contiguous and all(isinstance(i, np.ndarray) for i in index):
+        ops._segment_sum(buffer, index, g)  # adds through a reshaped view: needs C order
     else:
         return False
     return True

@@ -294,6 +294,9 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
 
 _BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_MIN_SIZE = 1024  # below this, numpy's sum is as quick as the call into BLAS
+# Longer sums stay with numpy's pairwise summation, whose rounding error grows like log(n) rather than
+# like n / (BLAS's handful of running totals): a float32 loss over millions of numbers keeps its digits.
+_BLAS_MAX_LENGTH = 8192
 
 
 @functools.lru_cache(maxsize=64)
@@ -309,7 +312,8 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
 
     ``x (rows, k) @ ones(k)`` runs in BLAS, 3 to 7 times faster than numpy's reduction along the
     last axis for rows of 32 to 1536 numbers (a LayerNorm's mean, a softmax's normaliser), and
-    ``ones(rows) @ x`` likewise for a bias's gradient. The sum is the same up to rounding order.
+    ``ones(rows) @ x`` likewise for a bias's gradient. The sum is the same up to rounding order;
+    sums of more than `_BLAS_MAX_LENGTH` numbers each stay with numpy's more accurate pairwise sum.
     """
     axes = (axis,) if isinstance(axis, int) else axis
     n = x.ndim
@@ -317,12 +321,11 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
         axes = tuple(sorted(a % n for a in axes))
         k = len(axes)
         kept = tuple(1 if a in axes else size for a, size in enumerate(x.shape)) if keepdims else None
-        if axes == tuple(range(n - k, n)):  # trailing axes: one dot product per row
-            inner = math.prod(x.shape[n - k :])
+        inner, outer = math.prod(x.shape[n - k :]), math.prod(x.shape[:k])
+        if axes == tuple(range(n - k, n)) and inner <= _BLAS_MAX_LENGTH:  # trailing axes: a dot product per row
             out = x.reshape(-1, inner) @ _ones(inner, x.dtype)
             return out.reshape(kept if keepdims else x.shape[: n - k])
-        if axes == tuple(range(k)):  # leading axes: the rows added up
-            outer = math.prod(x.shape[:k])
+        if axes == tuple(range(k)) and outer <= _BLAS_MAX_LENGTH:  # leading axes: the rows added up
             out = _ones(outer, x.dtype) @ x.reshape(outer, -1)
             return out.reshape(kept if keepdims else x.shape[k:])
     return np.sum(x, axis=axis, keepdims=keepdims)
@@ -448,6 +451,8 @@ def _segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) 
     The index arrays broadcast to the shape of the rows they pick; each row of ``g`` (the trailing
     axes flattened) is added to the row of ``out`` that its flat index names.
     """
+    if not out.flags.c_contiguous:
+        raise ValueError("_segment_sum: out must be C-contiguous (its rows are added through a reshaped view)")
     lead = len(index)
     flat = np.ravel_multi_index(np.broadcast_arrays(*index), out.shape[:lead], mode="wrap").reshape(-1)
     if flat.size == 0 or g.size == 0:

@@ -175,3 +175,16 @@ def test_slice_gradients_added_in_place_equal_engine_vjps(name, dtype, data):
     out = SLICE_PATTERNS[name](x)
     out.backward(seed)
     np.testing.assert_array_equal(x.grad.data, engine.data + engine.data)
+
+
+def test_rows_picked_from_a_tensor_whose_gradient_is_column_major():
+    """The gradient so far can be in Fortran order (here: negated from a transposed view); rows
+    picked by index arrays must still land in it, not in a copy."""
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        p = Tensor(rng.standard_normal((3, 4)).astype(dtype), requires_grad=True)
+        loss = p[np.array([0, 2]), np.array([1, 3])].sum() + ((1.0 - p).T * 2.0).sum()
+        loss.backward()
+        expected = np.full((3, 4), -2.0, dtype=dtype)
+        expected[0, 1] = expected[2, 3] = -1.0
+        np.testing.assert_array_equal(p.grad.data, expected)

@@ -262,3 +262,13 @@ def test_sums_of_large_arrays_match_numpy(shape, dtype, keepdims, data):
         assert got.shape == expected.shape and got.dtype == expected.dtype
         np.testing.assert_allclose(got, expected, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-12)
     assert ag.gradcheck(lambda t: (t.sum(axis=axis, keepdims=keepdims) ** 2).sum(), [x.astype(np.float64)], mode="fast")
+
+
+def test_long_float32_sums_keep_their_digits():
+    """Sums of millions of float32 numbers use numpy's pairwise summation, not a BLAS dot product."""
+    x = np.random.default_rng(0).random((2000, 1000), dtype=np.float32)
+    exact = x.astype(np.float64)
+    for axis in (None, 0, 1):
+        got = ag.Tensor(x).sum(axis=axis).data
+        np.testing.assert_allclose(got, exact.sum(axis=axis), rtol=2e-6)
+    np.testing.assert_allclose(ag.Tensor(x.reshape(-1)).sum().data, exact.sum(), rtol=2e-6)

@@ -110,6 +110,21 @@ def test_adamw_updates_a_group_at_once_with_the_bits_of_one_parameter_at_a_time(
     assert [opt_flat.state[p]["step"] for p in flat] == [4, 3, 4]
 
 
+def test_adamw_gradient_set_by_hand_in_another_dtype_updates_as_one_by_one():
+    runs = []
+    for kind in (AdamW, OneByOneAdamW):
+        ps = [param(np.ones((2, 2)), np.float32), param(np.ones(3), np.float32)]
+        opt = kind(ps, lr=0.1)
+        for step in range(3):
+            set_grad(ps[0], np.full((2, 2), 0.3))
+            ps[1].grad = Tensor(np.full(3, 0.7 + step, dtype=np.float64))  # float64 beside float32 data
+            opt.step()
+        runs.append(ps)
+    for a, b in zip(*runs):
+        assert a.data.dtype == np.float32
+        np.testing.assert_array_equal(a.data, b.data)
+
+
 def test_adamw_state_stays_live_after_loading():
     """Loaded moments are copied into the optimizer's own buffers; state_dict shows the live values."""
     ps = [param(np.ones((2, 2))), param(np.ones(3))]

@@ -338,11 +338,13 @@ class AdamW(Optimizer):
 
     def _flat_state(self, index: int, params: list[Tensor]) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
         """The group's moments as two flat arrays of which every parameter's state holds a view, or
-        None when the group is not updated as one (mixed dtypes, unequal step counts, or more than
-        `FLAT_MAX_SIZE` numbers).
+        None when the group is not updated as one (mixed dtypes of parameters or gradients, unequal
+        step counts, or more than `FLAT_MAX_SIZE` numbers).
 
         Built on the first step (zeros) or after `load_state_dict` (copied in); reused while every
         state array is still a view of them."""
+        if any(p.grad.dtype != p.dtype for p in params):  # a gradient set by hand in another dtype
+            return None
         ids = tuple(map(id, params))
         cached = self._flats.get(index)
         states = [self.state.get(p) for p in params]
