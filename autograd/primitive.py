@@ -284,6 +284,10 @@ class Primitive:
     early. By default everything is saved. With ``broadcasts=True`` a gradient whose shape is the
     broadcast shape is summed back to its input's shape (`unbroadcast`), in this one place.
 
+    Optionally, ``fast_vjps`` (an attribute, set after construction) holds the same vjps written on
+    numpy arrays; a plain ``backward()`` then uses them instead, skipping the Tensor bookkeeping
+    (see `autograd.fast_vjps`, which does this for the engine's hottest primitives).
+
     Example: a numerically stable softplus, ``log(1 + e^x)``, whose derivative is ``sigmoid(x)``::
 
         softplus = Primitive("softplus", lambda x: np.logaddexp(0.0, x),

@@ -54,3 +54,19 @@ def test_gradcheck_catches_a_wrong_vjp_with_a_per_input_report():
         assert "mode=fast" in str(error) and "input 1" in str(error)
     else:
         raise AssertionError("gradcheck (fast) accepted a wrong vjp")
+
+
+def test_a_custom_primitive_may_also_give_array_vjps_for_plain_backward():
+    """``fast_vjps``: the same derivative on numpy arrays, used by backward(); create_graph still
+    uses the engine-op vjp. A user's array may be returned as is: the walk copies before adding."""
+    calls = []
+    fast = ag.Primitive("softplus_fast", lambda x: np.logaddexp(0.0, x),
+                        vjps=(lambda g, out, x: g * x.sigmoid(),), save=(0,))  # fmt: skip
+    fast.fast_vjps = (lambda g, out, x: calls.append(1) or g / (1.0 + np.exp(-x)),)
+    x = Tensor(np.array([-3.0, 0.0, 2.0]), requires_grad=True)
+    (fast(x) * 2.0).sum().backward()
+    assert calls == [1]
+    np.testing.assert_allclose(x.grad.data, 2.0 / (1.0 + np.exp(-x.data)))
+    (g,) = ag.grad(fast(x).sum(), [x], create_graph=True)
+    assert g.requires_grad and calls == [1]
+    assert ag.gradcheck(fast, [np.random.default_rng(0).standard_normal(4)])
