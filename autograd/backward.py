@@ -167,7 +167,8 @@ def _walk(
                 _write_leaf_grad(node, g, id(node) in exclusive, create_graph)
             if node.op is None:
                 continue
-            _visit(node, g, grads, exclusive, needed, create_graph)
+            owned = id(node) in exclusive and (wanted is None or id(node) not in wanted_ids)
+            _visit(node, g, grads, exclusive, needed, create_graph, owned)
             if not retain_graph:
                 node.saved = None
                 node.released = True
@@ -177,12 +178,13 @@ def _walk(
 
 
 def _visit(
-    node: Node, g: Tensor, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool
-) -> None:
+    node: Node, g: Tensor, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool,
+    owned: bool = False,
+) -> None:  # fmt: skip
     """Run the vjps of ``node`` for each input that needs a gradient, and accumulate the results."""
     op, saved, parents = node.op, node.saved, node.inputs
     if op.fast_vjps is not None and not create_graph and not STATE.anomaly:
-        _visit_arrays(node, g.data, grads, exclusive, needed)
+        _visit_arrays(node, g.data, grads, exclusive, needed, owned)
         return
     make = Tensor._make
     out = node if saved[0] is None else make(saved[0], node, True)
@@ -219,12 +221,22 @@ def _visit(
         _accumulate(grads, exclusive, parent, gi, fresh, create_graph)
 
 
-def _visit_arrays(node: Node, g: np.ndarray, grads: dict, exclusive: set[int], needed: set[int] | None) -> None:
-    """`_visit` through the primitive's plain-numpy vjps (`autograd.fast_vjps`): no Tensors, no graph."""
+def _visit_arrays(
+    node: Node, g: np.ndarray, grads: dict, exclusive: set[int], needed: set[int] | None, owned: bool
+) -> None:
+    """`_visit` through the primitive's plain-numpy vjps (`autograd.fast_vjps`): no Tensors, no graph.
+
+    ``owned``: ``g`` is an array this walk made and nobody else holds, so the node's last vjp may
+    compute into it (``fast_vjps_into_g``) unless an earlier vjp handed ``g`` itself on."""
     op, saved, parents = node.op, node.saved, node.inputs
     out = node if saved[0] is None else saved[0]
     inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
     make = Tensor._make
+    into_g, last = (op.fast_vjps_into_g if owned else None), -1
+    if into_g is not None:
+        for i, parent in enumerate(parents):
+            if parent.requires_grad and (needed is None or id(parent) in needed) and op.fast_vjps[i] is not None:
+                last = i
     for i, parent in enumerate(parents):
         if not parent.requires_grad or (needed is not None and id(parent) not in needed):
             continue
@@ -235,7 +247,12 @@ def _visit_arrays(node: Node, g: np.ndarray, grads: dict, exclusive: set[int], n
             so_far = grads[parent].data
             if g.dtype == so_far.dtype and op.fast_add_into(so_far, g, out, *inputs, **node.attrs):
                 continue
-        gi = vjp(g, out, *inputs, **node.attrs)
+        gi = into_g[i](g, out, *inputs, **node.attrs) if i == last and into_g[i] is not None else None
+        consumed = gi is not None  # g now holds this input's gradient and is handed over
+        if gi is None:
+            gi = vjp(g, out, *inputs, **node.attrs)
+            if into_g is not None and (gi is g or gi.base is g):  # g itself was handed on: keep it intact
+                into_g = None
         if gi.shape != parent.shape:
             if op.broadcasts:
                 gi = unbroadcast_array(gi, parent.shape)
@@ -248,7 +265,7 @@ def _visit_arrays(node: Node, g: np.ndarray, grads: dict, exclusive: set[int], n
             gi = gi.astype(parent.dtype)
         if type(gi) is not np.ndarray:  # numpy gives scalars, not 0-d arrays, for 0-d results
             gi = np.asarray(gi)
-        fresh = op.trusted and gi is not g and gi.base is None
+        fresh = op.trusted and (gi is not g or consumed) and gi.base is None
         _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
 
 

@@ -68,12 +68,66 @@ def _pow_dy(g: np.ndarray, out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.
     return np.where(flat, np.zeros((), dtype=grad.dtype), grad) if flat.any() else grad
 
 
+# Temporaries are reused in place where every array involved has one dtype: a ufunc writing into one
+# of its own inputs gives the same numbers and skips a fresh array (about half a pass of memory
+# traffic). Products are commutative in IEEE arithmetic, so ``t *= g`` equals ``g * t`` bit for bit.
+
+
+def _same_dtype(*arrays: np.ndarray) -> bool:
+    """One dtype throughout, and not 0-d (numpy returns scalars there, which cannot be written into)."""
+    return arrays[0].ndim > 0 and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def _sigmoid_dx(g: np.ndarray, out: np.ndarray, x: Any) -> np.ndarray:
+    if not _same_dtype(g, out):
+        return g * (out * (1.0 - out))
+    t = np.subtract(1.0, out, dtype=out.dtype)
+    t *= out
+    t *= g
+    return t
+
+
+def _tanh_dx(g: np.ndarray, out: np.ndarray, x: Any) -> np.ndarray:
+    if not _same_dtype(g, out):
+        return g * (1.0 - out * out)
+    t = out * out
+    np.subtract(1.0, t, out=t)
+    t *= g
+    return t
+
+
 def _softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
-    return out * (g - ops.sum_array(g * out, axis, keepdims=True))
+    if not _same_dtype(g, out):
+        return out * (g - ops.sum_array(g * out, axis, keepdims=True))
+    t = g * out
+    np.subtract(g, ops.sum_array(t, axis, keepdims=True), out=t)
+    t *= out
+    return t
 
 
 def _log_softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.ndarray:
-    return g - np.exp(out) * ops.sum_array(g, axis, keepdims=True)
+    if not _same_dtype(g, out):
+        return g - np.exp(out) * ops.sum_array(g, axis, keepdims=True)
+    e = np.exp(out)
+    e *= ops.sum_array(g, axis, keepdims=True)
+    np.subtract(g, e, out=e)
+    return e
+
+
+def _div_dy(g: np.ndarray, out: np.ndarray, x: Any, y: np.ndarray) -> np.ndarray:
+    if out.shape != g.shape or not _same_dtype(g, out, y):
+        return -g * out / y
+    t = np.negative(g)
+    t *= out
+    t /= y
+    return t
+
+
+def _into_g(ufunc: np.ufunc, g: np.ndarray, other: np.ndarray) -> np.ndarray | None:
+    """``ufunc(g, other)`` written into ``g`` (None if the result would need another dtype)."""
+    if np.result_type(g, other) != g.dtype:
+        return None
+    return ufunc(g, other, out=g)
 
 
 def _getitem_add_into(buffer: np.ndarray, g: np.ndarray, out: Any, x: Any, index: tuple) -> bool:
@@ -96,12 +150,12 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.exp: (lambda g, out, x: g * out,),
     ops.log: (lambda g, out, x: g / x,),
     ops.sqrt: (lambda g, out, x: g / (out * 2.0),),
-    ops.tanh: (lambda g, out, x: g * (1.0 - out * out),),
-    ops.sigmoid: (lambda g, out, x: g * (out * (1.0 - out)),),
+    ops.tanh: (_tanh_dx,),
+    ops.sigmoid: (_sigmoid_dx,),
     ops.add: (lambda g, out, x, y: g, lambda g, out, x, y: g),
     ops.sub: (lambda g, out, x, y: g, lambda g, out, x, y: np.negative(unbroadcast_array(g, y.shape))),
     ops.mul: (lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
-    ops.div: (lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y),
+    ops.div: (lambda g, out, x, y: g / y, _div_dy),
     ops.power: (_pow_dx, _pow_dy),
     ops._matmul: (_matmul_dx, _matmul_dy),
     ops.reduce_sum: (lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),),
@@ -113,10 +167,21 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.getitem: (lambda g, out, x, index: ops._scatter_add(g, x.shape, index),),
 }
 
+# The same vjps, computed into ``g`` itself: used for the last input a node serves when its gradient
+# array is the walk's own and no earlier vjp of the node handed it on (see `_visit_arrays`).
+FAST_VJPS_INTO_G: dict[ops.Primitive, tuple[Any, ...]] = {
+    ops.mul: (lambda g, out, x, y: _into_g(np.multiply, g, y), lambda g, out, x, y: _into_g(np.multiply, g, x)),
+    ops.exp: (lambda g, out, x: _into_g(np.multiply, g, out),),
+    ops.div: (lambda g, out, x, y: _into_g(np.divide, g, y), None),
+    ops.neg: (lambda g, out, x: np.negative(g, out=g),),
+}
+
 # Ops whose gradient can be added into an existing gradient array in place (see `_visit_arrays`).
 FAST_ADD_INTO: dict[ops.Primitive, Any] = {ops.getitem: _getitem_add_into}
 
 for _primitive, _vjps in FAST_VJPS.items():
     _primitive.fast_vjps = _vjps
+for _primitive, _into in FAST_VJPS_INTO_G.items():
+    _primitive.fast_vjps_into_g = _into
 for _primitive, _add_into in FAST_ADD_INTO.items():
     _primitive.fast_add_into = _add_into

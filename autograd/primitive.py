@@ -338,6 +338,8 @@ class Primitive:
         # Optional ``(buffer, g, out, *inputs, **attrs) -> bool``: add the (one-input) op's gradient
         # into ``buffer``, the input's gradient so far, in place; False if it cannot.
         self.fast_add_into: Callable[..., bool] | None = None
+        # Optional per-input variants of ``fast_vjps`` that may overwrite ``g`` (None: cannot here).
+        self.fast_vjps_into_g: tuple[Callable[..., np.ndarray | None] | None, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
