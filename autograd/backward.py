@@ -280,6 +280,10 @@ def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: 
         grads[node] = previous + g
     elif id(node) in exclusive:
         np.add(previous.data, g.data, out=previous.data)
+    elif fresh and g.data.dtype == previous.data.dtype and g.data.ndim:  # add into the new array instead
+        np.add(g.data, previous.data, out=g.data)
+        grads[node] = g
+        exclusive.add(id(node))
     else:
         total = previous.data + g.data
         grads[node] = Tensor._make(total if type(total) is np.ndarray else np.asarray(total), None, False)

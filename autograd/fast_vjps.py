@@ -174,6 +174,7 @@ FAST_VJPS_INTO_G: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.exp: (lambda g, out, x: _into_g(np.multiply, g, out),),
     ops.div: (lambda g, out, x, y: _into_g(np.divide, g, y), None),
     ops.neg: (lambda g, out, x: np.negative(g, out=g),),
+    ops.sub: (None, lambda g, out, x, y: np.negative(g, out=g) if y.shape == g.shape else None),
 }
 
 # Ops whose gradient can be added into an existing gradient array in place (see `_visit_arrays`).
