@@ -247,7 +247,8 @@ def _visit_arrays(
             so_far = grads[parent].data
             if g.dtype == so_far.dtype and op.fast_add_into(so_far, g, out, *inputs, **node.attrs):
                 continue
-        gi = into_g[i](g, out, *inputs, **node.attrs) if i == last and into_g[i] is not None else None
+        use_g = into_g is not None and i == last and into_g[i] is not None
+        gi = into_g[i](g, out, *inputs, **node.attrs) if use_g else None
         consumed = gi is not None  # g now holds this input's gradient and is handed over
         if gi is None:
             gi = vjp(g, out, *inputs, **node.attrs)
