@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,7 +164,9 @@ not_equal = Primitive("not_equal", np.not_equal, explain=_explain_broadcast)
 # ---------------------------------------------------------------------------------------------------
 
 
-def _binary(name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str | int]) -> Primitive:
+def _binary(
+    name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str | int] | Mapping[int, Sequence[str | int]]
+) -> Primitive:
     return Primitive(name, forward, vjps=(vjp_x, vjp_y), save=save, broadcasts=True, explain=_explain_broadcast)
 
 
@@ -172,9 +174,9 @@ add = _binary("add", np.add, lambda g, out, x, y: g, lambda g, out, x, y: g, sav
 sub = _binary(  # dy = -g, negated after summing out broadcast axes (a pass over y's shape, not g's)
     "sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -unbroadcast(g, y.shape), save=()
 )
-mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save=(0, 1))
+mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save={0: (1,), 1: (0,)})
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
-    "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save=("out", 1)
+    "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save={0: (1,), 1: ("out", 1)}
 )
 
 
@@ -194,7 +196,7 @@ def _pow_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return where(_constant(flat), _zeros_like(grad), grad) if flat.any() else grad
 
 
-power = _binary("pow", np.power, _pow_vjp_x, _pow_vjp_y, save=("out", 0, 1))  # out = x^y
+power = _binary("pow", np.power, _pow_vjp_x, _pow_vjp_y, save={0: (0, 1), 1: ("out", 0, 1)})  # out = x^y
 
 
 def _tie_weight(x: Tensor, y: Tensor) -> Tensor:
@@ -264,7 +266,7 @@ def _matmul_forward(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 _matmul = Primitive(
-    "matmul", _matmul_forward, vjps=(_matmul_vjp_x, _matmul_vjp_y), save=(0, 1), broadcasts=True,
+    "matmul", _matmul_forward, vjps=(_matmul_vjp_x, _matmul_vjp_y), save={0: (1,), 1: (0,)}, broadcasts=True,
     explain=_explain_matmul,
 )  # fmt: skip
 

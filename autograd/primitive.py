@@ -21,7 +21,7 @@ import linecache
 import os
 import sys
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -281,7 +281,9 @@ class Primitive:
     returns the gradient for input ``i`` (``None`` in ``vjps`` marks an input with no gradient,
     such as an index). ``save`` lists what the vjps read: ``"out"`` and/or input positions
     (``0``, ``1``, ...); inputs not saved arrive as shape-only `Node`s, so their arrays can be freed
-    early. By default everything is saved. With ``broadcasts=True`` a gradient whose shape is the
+    early. By default everything is saved. As a dict, ``{input: what its vjp reads}`` (``mul``:
+    ``{0: (1,), 1: (0,)}``), only what the inputs that require grad need is kept: ``x * 2.0``
+    keeps nothing of ``x``. With ``broadcasts=True`` a gradient whose shape is the
     broadcast shape is summed back to its input's shape (`unbroadcast`), in this one place.
 
     Optionally, ``fast_vjps`` (an attribute, set after construction) holds the same vjps written on
@@ -301,7 +303,7 @@ class Primitive:
         forward: Callable[..., np.ndarray],
         vjps: Sequence[Vjp | None] | Callable[..., Tensor] | None = None,
         *,
-        save: Sequence[str | int] | None = None,
+        save: Sequence[str | int] | Mapping[int, Sequence[str | int]] | None = None,
         broadcasts: bool = False,
         explain: Callable[..., str] | None = None,
     ) -> None:
@@ -315,6 +317,13 @@ class Primitive:
             self.vjps is not None and any(v is not None for v in self.vjps)
         )
         n_inputs = len(self.vjps) if self.vjps is not None else None
+        # ``save`` as {input: what its vjp reads}: only what the inputs that require grad need is kept.
+        self._save_for: tuple[frozenset, ...] | None = None
+        if isinstance(save, Mapping):
+            if n_inputs is None or set(save) - set(range(n_inputs)):
+                raise ValueError(f"Primitive {name!r}: save= as a dict needs input positions as keys, got {list(save)}")
+            self._save_for = tuple(frozenset(save.get(i, ())) for i in range(n_inputs))
+            save = sorted({item for wants in self._save_for for item in wants}, key=str)
         if save is None:
             self.save_out, self.save_inputs = True, None  # None: every input
         else:
@@ -325,7 +334,7 @@ class Primitive:
                 raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
         # Which inputs' arrays to keep, one flag per input (one- and two-input ops: the hot path).
         self._save_mask = None
-        if self.save_inputs is not None and n_inputs in (1, 2):
+        if self.save_inputs is not None and n_inputs in (1, 2) and self._save_for is None:
             self._save_mask = tuple(i in self.save_inputs for i in range(n_inputs))
         self.broadcasts = broadcasts
         self.explain = explain
@@ -384,6 +393,12 @@ class Primitive:
         return make(out, None, False)
 
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
+        if self._save_for is not None:  # what the vjps of the inputs that require grad read
+            need: frozenset = frozenset()
+            for t, wants in zip(tensors, self._save_for):
+                if t.requires_grad:
+                    need = need | wants
+            return (out if "out" in need else None, *[t.data if i in need else None for i, t in enumerate(tensors)])
         mask = self._save_mask
         if mask is not None:
             first = tensors[0].data if mask[0] else None

@@ -222,3 +222,25 @@ def test_gradients_of_every_node():
     np.testing.assert_allclose(grads[h.node].data, [1.0, 1.0])
     np.testing.assert_allclose(grads[x.node].data, [3.0, 3.0])
     assert x.grad is None
+
+
+def test_an_op_keeps_only_what_the_gradients_it_owes_will_read():
+    """``h * 2.0`` needs nothing of ``h`` for h's gradient (just the 2.0): h's array is freed with h,
+    though the graph still leads through it; ``h * w`` keeps h for w's gradient."""
+    x = Tensor(np.ones((4, 5)), requires_grad=True)
+    h = x + 1.0
+    alive = weakref.ref(h.data)
+    y = h * 2.0
+    del h
+    assert alive() is None
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.full((4, 5), 2.0))
+
+    w = Tensor(np.full((4, 5), 3.0), requires_grad=True)
+    h = x + 1.0
+    alive = weakref.ref(h.data)
+    z = h * w
+    del h
+    assert alive() is not None  # w's gradient is dz * h
+    z.sum().backward()
+    np.testing.assert_array_equal(w.grad.data, np.full((4, 5), 2.0))
