@@ -2,10 +2,11 @@
 
 Every vjp in `autograd.ops` is written with engine ops, so it can be differentiated again
 (``create_graph=True``). A plain ``backward()`` needs no graph of its gradient, yet running those
-vjps still wraps every intermediate in a Tensor and goes through a primitive call per op: about
-half the time of a small model's training step. The hottest primitives therefore also carry the
-same formulas on arrays, here, which `backward` uses when it records nothing (``create_graph`` is
-off and `detect_anomaly` is not on, whose messages name the op inside a vjp).
+vjps still wraps every intermediate in a Tensor and goes through a primitive call per op (for a
+2-layer GPT on a batch of 2 tokens, where arithmetic is nothing: 3.9 ms of bookkeeping per
+backward, 2.7 ms on arrays). The hottest primitives therefore also carry the same formulas on
+arrays, here, which `backward` uses when it records nothing (``create_graph`` is off and
+`detect_anomaly` is not on, whose messages name the op inside a vjp).
 
 Each formula is the one beside its primitive in `autograd.ops`, operation for operation, so both
 paths give bit-identical gradients; ``tests/test_fast_vjps.py`` checks exactly that for every
