@@ -232,11 +232,11 @@ def _visit_arrays(
     out = node if saved[0] is None else saved[0]
     inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
     make = Tensor._make
-    into_g, last = (op.fast_vjps_into_g if owned else None), -1
-    if into_g is not None:
+    into_g, last, receivers = (op.fast_vjps_into_g if owned else None), -1, 0
+    if owned:
         for i, parent in enumerate(parents):
             if parent.requires_grad and (needed is None or id(parent) in needed) and op.fast_vjps[i] is not None:
-                last = i
+                last, receivers = i, receivers + 1
     for i, parent in enumerate(parents):
         if not parent.requires_grad or (needed is not None and id(parent) not in needed):
             continue
@@ -266,6 +266,8 @@ def _visit_arrays(
             gi = gi.astype(parent.dtype)
         if type(gi) is not np.ndarray:  # numpy gives scalars, not 0-d arrays, for 0-d results
             gi = np.asarray(gi)
+        # g handed on whole to the only input that takes a gradient (x + 1.0) stays the walk's own.
+        consumed = consumed or (gi is g and receivers == 1)
         fresh = op.trusted and (gi is not g or consumed) and gi.base is None
         _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
 

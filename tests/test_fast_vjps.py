@@ -199,3 +199,24 @@ def test_rows_picked_from_a_tensor_whose_gradient_is_column_major():
         expected = np.full((3, 4), -2.0, dtype=dtype)
         expected[0, 1] = expected[2, 3] = -1.0
         np.testing.assert_array_equal(p.grad.data, expected)
+
+
+OWNERSHIP_PATTERNS = {
+    "constant added": lambda a: (a + 1.0) * a,
+    "scaled, shifted, exp": lambda a: ((a * 2.0) + 1.0).exp() * a,
+    "subtracted both ways": lambda a: (a - 1.0).sigmoid() + (1.0 - a) * a,
+    "shared then owned": lambda a: (a * a + a) * (a + 0.5),
+}
+
+
+@pytest.mark.parametrize("name", OWNERSHIP_PATTERNS)
+@given(data=st.data())
+def test_gradients_handed_on_or_overwritten_in_place_equal_engine_vjps(name, data):
+    """A gradient handed whole to the one input that takes it stays the walk's to overwrite; one
+    handed to two inputs does not. Either way the result is the engine's, bit for bit."""
+    x = Tensor(data.draw(arrays(data.draw(shapes(min_dims=1), label="shape")), label="x"), requires_grad=True)
+    out = OWNERSHIP_PATTERNS[name](x)
+    seed = data.draw(arrays(out.shape), label="seed")
+    (fast,) = ag.grad(out, [x], grad_outputs=seed, retain_graph=True)
+    (engine,) = ag.grad(out, [x], grad_outputs=seed, create_graph=True)
+    np.testing.assert_array_equal(fast.data, engine.data)
