@@ -28,15 +28,14 @@ def unbroadcast_array(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """`ops.unbroadcast` on an array: sum ``g`` over the axes broadcasting added or stretched."""
     if g.shape == shape:
         return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(shape) if size == 1 and g.shape[lead + i] != 1)
+    axes = ops.broadcast_axes(g.shape, shape)
     summed = ops.sum_array(g, axes) if axes else g
     return summed.reshape(shape) if summed.shape != shape else summed
 
 
 def _expand_reduced(g: np.ndarray, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     if not keepdims:
-        g = g.reshape(tuple(1 if i in axis else n for i, n in enumerate(shape)))
+        g = g.reshape(ops.kept_shape(shape, axis))
     return np.broadcast_to(g, shape)
 
 

@@ -34,12 +34,21 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     """
     if g.shape == shape:
         return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, size in enumerate(shape) if size == 1 and g.shape[lead + i] != 1
-    )
+    axes = broadcast_axes(g.shape, shape)
     summed = reduce_sum(g, axis=axes, keepdims=False) if axes else g
     return summed.reshape(shape) if summed.shape != shape else summed
+
+
+def broadcast_axes(broadcast: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of ``broadcast`` that broadcasting ``shape`` to it added (leading) or stretched (size 1)."""
+    lead = len(broadcast) - len(shape)
+    stretched = tuple(lead + i for i, size in enumerate(shape) if size == 1 and broadcast[lead + i] != 1)
+    return tuple(range(lead)) + stretched
+
+
+def kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with the reduced ``axes`` kept as size 1 (what ``keepdims=True`` gives)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 def normalize_axis(op: str, axis: Any, ndim: int, shape: tuple[int, ...] | None = None) -> int:
@@ -111,7 +120,7 @@ def _explain_broadcast(op: str, error: Exception, *tensors: Tensor, **attrs: Any
 def _expand_reduced(g: Tensor, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> Tensor:
     """Give a reduction's gradient back its reduced axes (as size 1), then broadcast to ``shape``."""
     if not keepdims:
-        g = g.reshape(tuple(1 if i in axis else n for i, n in enumerate(shape)))
+        g = g.reshape(kept_shape(shape, axis))
     return g.expand(shape)
 
 
@@ -322,7 +331,7 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
     if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and axes and x.flags.c_contiguous:
         axes = tuple(sorted(a % n for a in axes))
         k = len(axes)
-        kept = tuple(1 if a in axes else size for a, size in enumerate(x.shape)) if keepdims else None
+        kept = kept_shape(x.shape, axes) if keepdims else None
         inner, outer = math.prod(x.shape[n - k :]), math.prod(x.shape[:k])
         if axes == tuple(range(n - k, n)) and inner <= _BLAS_MAX_LENGTH:  # trailing axes: a dot product per row
             out = x.reshape(-1, inner) @ _ones(inner, x.dtype)
