@@ -31,12 +31,11 @@ class Tensor:
     says otherwise. Only floating-point tensors can require grad.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_node", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "name", "_node", "__weakref__")
     __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * Tensor -> Tensor
 
     data: np.ndarray
     grad: Tensor | None
-    requires_grad: bool
     name: str | None
     _node: Node | None
 
@@ -49,7 +48,7 @@ class Tensor:
             )
         self.data = array
         self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         self.name = None
         self._node = None
 
@@ -59,7 +58,7 @@ class Tensor:
         tensor = object.__new__(cls)
         tensor.data = data
         tensor.grad = None
-        tensor.requires_grad = requires_grad
+        tensor._requires_grad = requires_grad
         tensor.name = None
         tensor._node = node
         return tensor
@@ -106,14 +105,24 @@ class Tensor:
         """The same data, cut off from the graph (requires_grad=False)."""
         return Tensor._make(self.data, None, False)
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether ops on this tensor are recorded for differentiation. Assigning it (``p.requires_grad
+        = False`` to freeze a parameter) is `requires_grad_`: leaves only."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, requires_grad: bool) -> None:
+        self.requires_grad_(requires_grad)
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        """Make this leaf tensor require grad (in place), as torch does."""
+        """Make this leaf tensor require grad, or stop requiring it (in place), as torch does."""
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"requires_grad_: a tensor of dtype {self.dtype} cannot require grad (floats only)")
         if not self.is_leaf:
             raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad; use .detach() first")
-        self.requires_grad = bool(requires_grad)
-        self._node = None  # a new leaf node is made on next use
+        self._requires_grad = bool(requires_grad)
+        self._node = None  # its leaf node says whether it requires grad: a new one is made on next use
         return self
 
     def __len__(self) -> int:

@@ -244,3 +244,20 @@ def test_an_op_keeps_only_what_the_gradients_it_owes_will_read():
     assert alive() is not None  # w's gradient is dz * h
     z.sum().backward()
     np.testing.assert_array_equal(w.grad.data, np.full((4, 5), 2.0))
+
+
+def test_assigning_requires_grad_freezes_a_leaf_that_was_used_before():
+    """``p.requires_grad = False`` (how torch users freeze a parameter) takes effect on the next use,
+    even for a leaf already in an earlier graph; a non-leaf refuses, as in torch."""
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    w = Tensor(np.ones((3, 2)), requires_grad=True)
+    (x @ w).sum().backward()
+    x.grad = w.grad = None
+    w.requires_grad = False
+    (x @ w).sum().backward()
+    assert w.grad is None
+    np.testing.assert_array_equal(x.grad.data, np.full((2, 3), 2.0))
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        (x * 2.0).requires_grad = False
+    with pytest.raises(TypeError, match="floats only"):
+        Tensor(np.arange(3)).requires_grad = True
