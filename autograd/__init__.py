@@ -13,6 +13,7 @@ Primitives (forward + vjp side by side) are in `autograd.ops`; the backward walk
 
 from autograd import graph, memory, ops
 from autograd.backward import grad
+from autograd.capture import Captured, CaptureError, capture
 from autograd.functions import concatenate, maximum, minimum, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autograd.primitive import (
@@ -31,11 +32,14 @@ from autograd.tensor import Tensor
 
 __all__ = [
     "AnomalyError",
+    "CaptureError",
+    "Captured",
     "GradcheckError",
     "GraphReleasedError",
     "Node",
     "Primitive",
     "Tensor",
+    "capture",
     "concatenate",
     "current_scope",
     "detect_anomaly",

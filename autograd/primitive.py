@@ -41,6 +41,7 @@ class _State:
     scope: tuple[str, ...] = ()
     vjp_of: Node | None = None  # while a vjp runs with create_graph: the forward node it belongs to
     in_vjp_of: Node | None = None  # while any vjp runs: its node (anomaly reports blame the forward op)
+    recording: list | None = None  # while `autograd.capture` traces: (primitive, inputs, attrs, result) per call
 
 
 STATE = _State()
@@ -383,20 +384,25 @@ class Primitive:
             out = np.asarray(out)
         if STATE.grad_enabled and self.differentiable:
             for t in inputs:
-                if t.requires_grad:
+                if t._requires_grad:
                     if out.dtype.kind != "f":  # ints never require grad
                         break
                     result = make(out, None, True)
                     parents = tuple([t._node or node_of(t) for t in inputs])
                     result._node = Node(self, parents, self._saved(out, inputs), attrs, result, True)
+                    if STATE.recording is not None:
+                        STATE.recording.append((self, inputs, attrs, result))
                     return result
-        return make(out, None, False)
+        result = make(out, None, False)
+        if STATE.recording is not None:
+            STATE.recording.append((self, inputs, attrs, result))
+        return result
 
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
         if self._save_for is not None:  # what the vjps of the inputs that require grad read
             need: frozenset = frozenset()
             for t, wants in zip(tensors, self._save_for):
-                if t.requires_grad:
+                if t._requires_grad:
                     need = need | wants
             return (out if "out" in need else None, *[t.data if i in need else None for i, t in enumerate(tensors)])
         mask = self._save_mask

@@ -20,6 +20,7 @@ Shapes in comments: ``B`` batch, ``T`` time, ``C`` = n_embd, ``nh`` heads, ``hs 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ import numpy as np
 import autograd as ag
 from autograd import Tensor
 from tinygrad_lm import functional as F  # noqa: N812 (torch users know it as F)
-from tinygrad_lm.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from tinygrad_lm.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, structure_version
 
 if TYPE_CHECKING:
     from tinygrad_lm.generate import KVCache, LayerCache
@@ -182,16 +183,34 @@ class GPT(Module):
         tok_emb = self.transformer.wte(ids)  # (B, T, C): what each token is
         pos_emb = self.transformer.wpe(positions)  # (T, C): where it is
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, cache.layer(i) if cache is not None else None)
-        if cache is not None:
-            cache.advance(T)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, V): a score for every possible next token
+        if cache is None and self._replayable():
+            logits = _captured_body(self)(x, key=structure_version())  # the same ops, minus the Python
+        else:
+            logits = self.body(x, cache)  # (B, T, V)
         if targets is None:
             return logits, None
         target_ids = check_targets(targets, ids.shape, self.config.vocab_size)
         return logits, F.cross_entropy(logits, target_ids, ignore_index=-1)
+
+    def body(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """(B, T, C) embedded tokens -> (B, T, V) logits: the blocks, the final LayerNorm, the unembedding."""
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache.layer(i) if cache is not None else None)  # (B, T, C)
+        if cache is not None:
+            cache.advance(x.shape[1])
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x)  # (B, T, V): a score for every possible next token
+
+    def _replayable(self) -> bool:
+        """Whether `body` may be replayed from a trace (`autograd.capture`): not while a dropout
+        draws masks (each call must draw new ones) or attention weights are being recorded."""
+        version = structure_version()
+        known = self.__dict__.get("_replayable_at")
+        if known is None or known[0] != version:
+            dropping = any(isinstance(m, Dropout) and m.training and m.p > 0 for m in self.modules())
+            recording = any(getattr(m, "recorded_weights", None) is not None for m in self.modules())
+            known = self.__dict__["_replayable_at"] = (version, not (dropping or recording))
+        return known[1]
 
     def _positions(self, T: int, cache: KVCache | None) -> np.ndarray:
         """The positions of ``T`` new tokens: 0 .. T-1, or right after those already in ``cache``."""
@@ -276,6 +295,19 @@ def _as_int_array(value: Any, name: str) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"GPT: {name} must have shape (batch, time), got shape {array.shape}")
     return array
+
+
+_CAPTURED_BODIES: weakref.WeakKeyDictionary[GPT, ag.Captured] = weakref.WeakKeyDictionary()
+
+
+def _captured_body(model: GPT) -> ag.Captured:
+    """``model.body``, traced once per input shape and mode and replayed after (`autograd.capture`).
+    Kept beside the model, not on it, and holding it weakly: no cycle, and a copy gets its own."""
+    captured = _CAPTURED_BODIES.get(model)
+    if captured is None:
+        owner = weakref.ref(model)
+        captured = _CAPTURED_BODIES[model] = ag.capture(lambda x: owner().body(x))
+    return captured
 
 
 def check_token_ids(idx: Any, vocab_size: int, max_length: int | None, name: str = "idx") -> np.ndarray:

@@ -45,6 +45,22 @@ def parameter(array: np.ndarray, dtype: Any = np.float32) -> Tensor:
     return Tensor(np.asarray(array, dtype=dtype), requires_grad=True)
 
 
+_structure_version = 0
+
+
+def structure_version() -> int:
+    """A number that changes whenever an attribute of any module is set or deleted (a parameter or
+    submodule swapped, a dropout rate changed) or a mode switched (`Module.train`, `Module.eval`):
+    a captured forward pass (`autograd.capture`) keys its traces on it, so an edited model is traced
+    again."""
+    return _structure_version
+
+
+def _structure_changed() -> None:
+    global _structure_version
+    _structure_version += 1
+
+
 class LoadResult(NamedTuple):
     """What `Module.load_state_dict(strict=False)` skipped (both empty after a strict load)."""
 
@@ -75,6 +91,7 @@ class Module:
             value = ModuleList(value)  # a plain list of modules is registered like torch's nn.ModuleList
         old = modules.get(name)
         object.__setattr__(self, name, value)
+        _structure_changed()
         if isinstance(value, Module):
             parameters.pop(name, None)
             modules[name] = value  # a replacement keeps its place in the order
@@ -91,6 +108,7 @@ class Module:
             self._root()._rename()
 
     def __delattr__(self, name: str) -> None:
+        _structure_changed()
         self._parameters.pop(name, None)
         old = self._modules.pop(name, None)
         object.__delattr__(self, name)
@@ -191,6 +209,7 @@ class Module:
         """Training mode (dropout active) for this module and all below it; returns ``self``."""
         for module in self.modules():
             module.__dict__["training"] = bool(mode)
+        _structure_changed()
         return self
 
     def eval(self) -> Module:

@@ -1,0 +1,256 @@
+"""`autograd.capture`: a replayed function gives what calling it gives, graph included.
+
+A replay must be indistinguishable from a call: the same values and gradients bit for bit, the same
+graph (ops, shapes, scopes) for higher-order gradients and drawings, a new trace whenever something
+the trace depends on changes, and a clear error instead of a wrong answer when the function reads
+its inputs' values in Python.
+"""
+
+import weakref
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import autograd as ag
+from autograd import Tensor
+from tinygrad_lm import GPT, GPTConfig
+from tinygrad_lm import functional as F  # noqa: N812
+from tinygrad_lm.model import _captured_body
+
+
+def make_mlp(rng, dtype=np.float64):
+    w1 = Tensor(rng.standard_normal((4, 6)).astype(dtype), requires_grad=True)
+    b1 = Tensor(rng.standard_normal(6).astype(dtype), requires_grad=True)
+    w2 = Tensor(rng.standard_normal((6, 3)).astype(dtype), requires_grad=True)
+
+    def mlp(x):
+        with ag.scope("hidden"):
+            h = (x @ w1 + b1).tanh() * 2.0
+        return (h @ w2).softmax(axis=-1) - h[..., :3].sigmoid()
+
+    return mlp, [w1, b1, w2]
+
+
+def grads_of(fn, params, x):
+    for p in params:
+        p.grad = None
+    x = Tensor(x, requires_grad=True)
+    y = fn(x)
+    (y * y).sum().backward()
+    return y.data.copy(), [p.grad.data.copy() for p in params] + [x.grad.data.copy()]
+
+
+@settings(max_examples=15, deadline=None)
+@given(rows=st.lists(st.integers(1, 5), min_size=1, max_size=3), seed=st.integers(0, 2**16))
+def test_replay_gives_the_values_and_gradients_of_a_call_bit_for_bit(rows, seed):
+    rng = np.random.default_rng(seed)
+    mlp, params = make_mlp(rng)
+    captured = ag.capture(mlp)
+    for n in rows + rows:  # every shape twice: a trace, then replays
+        x = rng.standard_normal((n, 4))
+        got_y, got_grads = grads_of(captured, params, x)
+        want_y, want_grads = grads_of(mlp, params, x)
+        np.testing.assert_array_equal(got_y, want_y)
+        for got, want in zip(got_grads, want_grads):
+            np.testing.assert_array_equal(got, want)
+    assert captured.stats["traces"] == len(set(rows))
+    assert captured.stats["replays"] == 2 * len(rows) - len(set(rows))
+
+
+def test_replayed_graph_is_the_called_graph():
+    rng = np.random.default_rng(0)
+    mlp, _ = make_mlp(rng)
+    captured = ag.capture(mlp)
+    x = Tensor(rng.standard_normal((2, 4)), requires_grad=True)
+    captured(x)
+    replayed = ag.graph.walk(captured(x))
+    called = ag.graph.walk(mlp(x))
+    assert captured.stats["replays"] == 1
+
+    def describe(nodes):
+        return [(n.op_name, n.shape, n.dtype, n.scope, n.requires_grad) for n in nodes]
+
+    assert describe(replayed) == describe(called)
+    assert any(n.scope == ("hidden",) for n in replayed)
+
+
+def test_higher_order_gradients_go_through_a_replay():
+    rng = np.random.default_rng(1)
+    mlp, params = make_mlp(rng)
+    captured = ag.capture(mlp)
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    results = []
+    for fn in (captured, captured, mlp):  # trace, replay, call
+        (gx,) = ag.grad(fn(x).sum(), x, create_graph=True)
+        (ggx,) = ag.grad((gx * gx).sum(), x)
+        results.append(ggx.data)
+    np.testing.assert_array_equal(results[1], results[2])
+
+
+def test_parameters_are_read_at_each_replay():
+    rng = np.random.default_rng(2)
+    mlp, params = make_mlp(rng)
+    captured = ag.capture(mlp)
+    x = rng.standard_normal((2, 4))
+    captured(Tensor(x))
+    params[0].data *= 0.5  # an optimizer's in-place update
+    params[1].data = rng.standard_normal(6)  # a new array of the same shape and dtype
+    np.testing.assert_array_equal(captured(Tensor(x)).data, mlp(Tensor(x)).data)
+    assert captured.stats == {"traces": 1, "replays": 1, "direct": 0}
+
+
+def test_changes_the_graph_depends_on_make_a_new_trace():
+    rng = np.random.default_rng(3)
+    mlp, params = make_mlp(rng)
+    captured = ag.capture(mlp)
+    x = Tensor(rng.standard_normal((2, 4)))
+    captured(x)
+    captured(Tensor(rng.standard_normal((3, 4))))  # another shape
+    captured(Tensor(rng.standard_normal((2, 4)).astype(np.float32)))  # another dtype
+    captured(Tensor(x.data, requires_grad=True))  # the argument requires grad
+    with ag.no_grad():
+        y = captured(x)  # grad mode
+    assert not y.requires_grad and y.node is None
+    with ag.scope("outer"):
+        captured(x)  # scope
+    captured(x, key="v2")  # the caller's key
+    params[2].requires_grad = False  # a frozen parameter
+    y = captured(x)
+    assert captured.stats["traces"] == 8
+    y.sum().backward()
+    assert params[2].grad is None and params[0].grad is not None
+
+
+def test_no_grad_replay_records_nothing():
+    rng = np.random.default_rng(4)
+    mlp, _ = make_mlp(rng)
+    captured = ag.capture(mlp)
+    x = Tensor(rng.standard_normal((2, 4)))
+    with ag.no_grad():
+        captured(x)
+        y = captured(x)
+    assert captured.stats["replays"] == 1
+    assert not y.requires_grad and y.node is None
+    np.testing.assert_array_equal(y.data, mlp(x).data)
+
+
+def test_a_function_that_reads_values_in_python_is_refused_at_its_first_replay():
+    def clipped(x):
+        return x * 2.0 if x.data.sum() > 0 else x * -1.0  # a branch on the data: frozen by a trace
+
+    captured = ag.capture(clipped)
+    captured(Tensor(np.ones(3)))
+    with pytest.raises(ag.CaptureError, match="reads its inputs' values in Python"):
+        captured(Tensor(-np.ones(3)))
+
+
+def test_tensors_not_made_by_engine_ops_cannot_be_returned():
+    with pytest.raises(ag.CaptureError, match="no engine op computed"):
+        ag.capture(lambda x: Tensor(x.data * 2.0))(Tensor(np.ones(2)))
+    with pytest.raises(ag.CaptureError, match="must return a Tensor"):
+        ag.capture(lambda x: (x * 2.0).data)(Tensor(np.ones(2)))
+
+
+def test_several_outputs_and_an_argument_returned_as_it_is():
+    captured = ag.capture(lambda x, y: (x * y, x, (x + y).sum()))
+    x, y = Tensor(np.arange(3.0), requires_grad=True), Tensor(np.ones(3))
+    captured(x, y)
+    product, same, total = captured(x, y)
+    assert same is x and captured.stats["replays"] == 1
+    np.testing.assert_array_equal(product.data, x.data)
+    total.backward()
+    np.testing.assert_array_equal(x.grad.data, np.ones(3))
+
+
+def test_anomaly_mode_and_an_enclosing_trace_call_the_function():
+    inner = ag.capture(lambda x: (x * 3.0).exp())
+    outer = ag.capture(lambda x: inner(x).sum())
+    x = Tensor(np.ones(2), requires_grad=True)
+    outer(x)  # traced: inner runs as a call, so its ops are in outer's trace
+    assert inner.stats == {"traces": 0, "replays": 0, "direct": 1}
+    trace = next(iter(outer._traces.values()))
+    assert [step.op.name for step in trace.steps] == ["mul", "exp", "sum"]
+    with ag.detect_anomaly():
+        inner(x)
+    assert inner.stats["direct"] == 2
+
+
+def test_least_recently_used_traces_are_forgotten():
+    captured = ag.capture(lambda x: x * 2.0, max_traces=2)
+    for n in (1, 2, 1, 3, 1, 2):
+        captured(Tensor(np.ones(n)))
+    assert captured.stats["traces"] == 4  # 1, 2, 3 and 2 again (evicted by 3)
+    with pytest.raises(ValueError, match="max_traces"):
+        ag.capture(lambda x: x, max_traces=0)
+    with pytest.raises(TypeError, match="expected a function"):
+        ag.capture(3)
+
+
+def test_a_replay_frees_what_no_gradient_needs():
+    """Intermediate results the vjps do not read die during the forward pass, as with a call."""
+    rng = np.random.default_rng(5)
+    w = Tensor(rng.standard_normal((4, 4)), requires_grad=True)
+    kept: list[weakref.ref] = []
+
+    def fn(x):
+        h = x @ w  # matmul's vjps read x and w, not h ...
+        h2 = h + 1.0  # ... and add reads nothing: h and h2 need not outlive the forward pass
+        kept.append(weakref.ref(h2.data))
+        return (h2 * 2.0).tanh()
+
+    captured = ag.capture(fn)
+    captured(Tensor(rng.standard_normal((3, 4))))
+    y = captured(Tensor(rng.standard_normal((3, 4))))
+    trace = next(iter(captured._traces.values()))
+    assert len(trace.steps) == 4
+    assert y.requires_grad
+    assert kept[0]() is None  # the call's h2 is gone
+
+
+def gpt_config(dropout=0.0):
+    return GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=dropout)
+
+
+def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
+    model = GPT(gpt_config(), seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
+        model.zero_grad()
+        _, loss = model(idx, targets)
+        loss.backward()
+        replayed = {name: p.grad.data.copy() for name, p in model.named_parameters()}
+        model.zero_grad()
+        x = model.transformer.wte(idx) + model.transformer.wpe(np.arange(8))
+        logits = model.body(x)  # the blocks called, not replayed
+        F.cross_entropy(logits, targets).backward()
+        for name, p in model.named_parameters():
+            np.testing.assert_array_equal(replayed[name], p.grad.data, err_msg=name)
+    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 0}
+
+
+def test_gpt_with_active_dropout_or_recorded_attention_is_called_not_replayed():
+    model = GPT(gpt_config(dropout=0.5), seed=0)
+    idx = np.zeros((1, 8), dtype=np.int64)
+    first, second = model(idx)[0].data, model(idx)[0].data
+    assert not np.array_equal(first, second)  # fresh masks each call
+    with model.evaluating():
+        model(idx)
+        model(idx)
+    weights = model.attention_weights(idx)
+    assert len(weights) == 2 and weights[0].shape == (1, 2, 8, 8)
+    assert _captured_body(model).stats["replays"] == 1  # only the second evaluation call
+
+
+def test_gpt_edited_in_place_is_traced_again():
+    model = GPT(gpt_config(), seed=0)
+    idx = np.zeros((1, 8), dtype=np.int64)
+    model(idx)
+    model(idx)
+    model.transformer.ln_f.weight = Tensor(np.full(8, 3.0, dtype=np.float32), requires_grad=True)
+    logits, _ = model(idx)
+    embedded = model.transformer.wte(idx) + model.transformer.wpe(np.arange(8))
+    np.testing.assert_array_equal(logits.data, model.body(embedded).data)
+    assert _captured_body(model).stats["traces"] == 2
