@@ -33,14 +33,26 @@ def unbroadcast_array(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return summed.reshape(shape) if summed.shape != shape else summed
 
 
+def broadcast_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.broadcast_to(a, shape)`` for ``a`` of the same number of dims (read-only, no copy),
+    built straight from strides: a stretched axis gets stride 0. About 4x cheaper than
+    `np.broadcast_to`, whose Python-level checks cost more than the rest of a small vjp."""
+    if a.ndim != len(shape) or not a.flags.c_contiguous or a.size == 0:
+        return np.broadcast_to(a, shape)
+    strides = tuple(0 if n != m else stride for n, m, stride in zip(a.shape, shape, a.strides))
+    view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    view.flags.writeable = False
+    return view
+
+
 def _expand_reduced(g: np.ndarray, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     if not keepdims:
         g = g.reshape(ops.kept_shape(shape, axis))
-    return np.broadcast_to(g, shape)
+    return broadcast_view(g, shape)
 
 
 def _matrix_transpose(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
+    return a.swapaxes(-1, -2)
 
 
 def _matmul_dx(g: np.ndarray, out: Any, x: Any, y: np.ndarray) -> np.ndarray:
@@ -57,6 +69,8 @@ def _matmul_dy(g: np.ndarray, out: Any, x: np.ndarray, y: Any) -> np.ndarray:
 def _pow_dx(g: np.ndarray, out: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         grad = g * y * x ** (y - 1.0)
+    if y.ndim == 0 and y != 0:  # one nonzero exponent (x ** -0.5): nothing to mend
+        return grad
     zero_power = y == 0
     return np.where(zero_power, np.zeros((), dtype=grad.dtype), grad) if zero_power.any() else grad
 
@@ -162,7 +176,7 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.softmax: (_softmax_dx,),
     ops.log_softmax: (_log_softmax_dx,),
     ops.reshape: (lambda g, out, x, shape: g.reshape(x.shape),),
-    ops.permute: (lambda g, out, x, axes: g.transpose(np.argsort(axes)),),
+    ops.permute: (lambda g, out, x, axes: g.transpose(ops.inverse_permutation(tuple(axes))),),
     ops.expand: (lambda g, out, x, shape: unbroadcast_array(g, x.shape),),
     ops.getitem: (lambda g, out, x, index: ops._scatter_add(g, x.shape, index),),
 }

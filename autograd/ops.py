@@ -339,7 +339,7 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
         if axes == tuple(range(k)) and outer <= _BLAS_MAX_LENGTH:  # leading axes: the rows added up
             out = _ones(outer, x.dtype) @ x.reshape(outer, -1)
             return out.reshape(kept if keepdims else x.shape[k:])
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its Python wrapper
 
 
 reduce_sum = Primitive(
@@ -406,9 +406,18 @@ reshape = Primitive(
     "reshape", lambda x, shape: x.reshape(shape),
     vjps=(lambda g, out, x, shape: g.reshape(x.shape),), save=(), explain=_explain_reshape,
 )  # fmt: skip
+@functools.lru_cache(maxsize=256)
+def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes that undo ``transpose(axes)``: ``inverse[axes[i]] = i`` (cached: models reuse a few)."""
+    inverse = [0] * len(axes)
+    for i, axis in enumerate(axes):
+        inverse[axis] = i
+    return tuple(inverse)
+
+
 permute = Primitive(
     "permute", lambda x, axes: x.transpose(axes),
-    vjps=(lambda g, out, x, axes: g.permute(*np.argsort(axes).tolist()),), save=(),
+    vjps=(lambda g, out, x, axes: g.permute(*inverse_permutation(tuple(axes))),), save=(),
 )  # fmt: skip
 expand = Primitive(
     "expand", lambda x, shape: np.broadcast_to(x, shape),
@@ -448,11 +457,14 @@ def _scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> np.ndar
     out = np.zeros(shape, dtype=g.dtype)
     if _is_basic(index):
         out[index] = g
-    elif all(isinstance(i, np.ndarray) for i in index):
-        _segment_sum(out, index, g)
-    else:
+    elif len(index) < len(shape) and g.size > _ADD_AT_MAX_SIZE and all(isinstance(i, np.ndarray) for i in index):
+        _segment_sum(out, index, g)  # whole rows (an embedding's): a sorted segment sum is quicker
+    else:  # single entries (cross-entropy's picks), or few: numpy's add.at is quicker (same sums, same order)
         np.add.at(out, index, g)
     return out
+
+
+_ADD_AT_MAX_SIZE = 2048  # measured: np.add.at wins below about 3000 numbers picked as rows
 
 
 def _segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) -> None:
@@ -465,7 +477,12 @@ def _segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) 
     if not out.flags.c_contiguous:
         raise ValueError("_segment_sum: out must be C-contiguous (its rows are added through a reshaped view)")
     lead = len(index)
-    flat = np.ravel_multi_index(np.broadcast_arrays(*index), out.shape[:lead], mode="wrap").reshape(-1)
+    if lead == 1:  # one index array (an embedding's ids): its entries are the row numbers
+        flat = index[0].reshape(-1)
+        if flat.size and flat.min() < 0:
+            flat = flat % out.shape[0]
+    else:
+        flat = np.ravel_multi_index(np.broadcast_arrays(*index), out.shape[:lead], mode="wrap").reshape(-1)
     if flat.size == 0 or g.size == 0:
         return
     rows = g.reshape(flat.size, -1)
