@@ -266,9 +266,12 @@ def _visit_arrays(
             gi = gi.astype(parent.dtype)
         if type(gi) is not np.ndarray:  # numpy gives scalars, not 0-d arrays, for 0-d results
             gi = np.asarray(gi)
-        # g handed on whole to the only input that takes a gradient (x + 1.0) stays the walk's own.
-        consumed = consumed or (gi is g and receivers == 1)
-        fresh = op.trusted and (gi is not g or consumed) and gi.base is None
+        # g handed on whole, or as a view (reshape, transpose), to the only input that takes a gradient
+        # (x + 1.0, W.T) stays the walk's own.
+        if receivers == 1 and not consumed:
+            base = g if g.base is None else g.base
+            consumed = gi is g or (gi.base is base and gi.flags.writeable)
+        fresh = op.trusted and (consumed or (gi is not g and (gi.base is None or op.fast_vjps_fresh)))
         _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
 
 

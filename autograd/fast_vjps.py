@@ -60,9 +60,12 @@ def _matmul_dx(g: np.ndarray, out: Any, x: Any, y: np.ndarray) -> np.ndarray:
 
 
 def _matmul_dy(g: np.ndarray, out: Any, x: np.ndarray, y: Any) -> np.ndarray:
-    if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product
+    if y.ndim == 2 and x.ndim >= 2:  # a shared weight: one (k, rows) @ (rows, m) product
         n = math.prod(x.shape[:-1])
-        return ops._matmul_forward(x.reshape(n, x.shape[-1]).T, g.reshape(n, g.shape[-1]))
+        x2, g2 = x.reshape(n, x.shape[-1]), g.reshape(n, g.shape[-1])
+        if ops.is_transposed(y):  # y = W.T: W's gradient comes out in W's layout, no strided copy later
+            return ops._matmul_forward(g2.T, x2).T
+        return ops._matmul_forward(x2.T, g2)
     return ops._matmul_forward(_matrix_transpose(x), g)  # dy = x^T g
 
 
@@ -194,8 +197,14 @@ FAST_VJPS_INTO_G: dict[ops.Primitive, tuple[Any, ...]] = {
 # Ops whose gradient can be added into an existing gradient array in place (see `_visit_arrays`).
 FAST_ADD_INTO: dict[ops.Primitive, Any] = {ops.getitem: _getitem_add_into}
 
+# Ops whose fast vjps always return arrays of their own, or views of them (matmul reshapes its
+# product): the walk may keep such a view as its own too.
+FRESH_VIEWS = (ops._matmul,)
+
 for _primitive, _vjps in FAST_VJPS.items():
     _primitive.fast_vjps = _vjps
+for _primitive in FRESH_VIEWS:
+    _primitive.fast_vjps_fresh = True
 for _primitive, _into in FAST_VJPS_INTO_G.items():
     _primitive.fast_vjps_into_g = _into
 for _primitive, _add_into in FAST_ADD_INTO.items():

@@ -252,10 +252,18 @@ def _matmul_vjp_x(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return _matmul(g, _matrix_transpose(y))  # dx = g y^T
 
 
+def is_transposed(y: Any) -> bool:
+    """Whether ``y`` is a matrix stored column by column: a transposed view such as ``W.T``."""
+    return isinstance(y, np.ndarray) and y.ndim == 2 and y.flags.f_contiguous and not y.flags.c_contiguous
+
+
 def _matmul_vjp_y(g: Tensor, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    if y.ndim == 2 and x.ndim > 2:  # a shared weight: one (k, rows) @ (rows, m) product, no batch sum
+    if y.ndim == 2 and x.ndim >= 2:  # a shared weight: one (k, rows) @ (rows, m) product, no batch sum
         n = math.prod(x.shape[:-1])  # the number of rows (explicit: -1 fails for empty batches)
-        return _matmul(_matrix_transpose(x.reshape(n, x.shape[-1])), g.reshape(n, g.shape[-1]))
+        x2, g2 = x.reshape(n, x.shape[-1]), g.reshape(n, g.shape[-1])
+        if is_transposed(getattr(y, "data", None)):  # y = W.T: make dy^T = g^T x, in W's own layout
+            return _matrix_transpose(_matmul(_matrix_transpose(g2), x2))
+        return _matmul(_matrix_transpose(x2), g2)
     return _matmul(_matrix_transpose(x), g)  # dy = x^T g
 
 

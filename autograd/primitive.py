@@ -348,6 +348,8 @@ class Primitive:
         # Optional ``(buffer, g, out, *inputs, **attrs) -> bool``: add the (one-input) op's gradient
         # into ``buffer``, the input's gradient so far, in place; False if it cannot.
         self.fast_add_into: Callable[..., bool] | None = None
+        # Whether ``fast_vjps`` results are always new arrays or views of new arrays (never of g or an input).
+        self.fast_vjps_fresh = False
         # Optional per-input variants of ``fast_vjps`` that may overwrite ``g`` (None: cannot here).
         self.fast_vjps_into_g: tuple[Callable[..., np.ndarray | None] | None, ...] | None = None
 
