@@ -261,3 +261,15 @@ def test_assigning_requires_grad_freezes_a_leaf_that_was_used_before():
         (x * 2.0).requires_grad = False
     with pytest.raises(TypeError, match="floats only"):
         Tensor(np.arange(3)).requires_grad = True
+
+
+def test_a_transposed_weight_gets_its_gradient_in_its_own_layout():
+    """``x @ W.T`` (every Linear): W.grad is a C-ordered array, as W is, equal to x^T g transposed."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    w = Tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    g = rng.standard_normal((2, 3, 5))
+    (x @ w.T).backward(g)
+    assert w.grad.data.flags.c_contiguous
+    np.testing.assert_allclose(w.grad.data, (x.data.reshape(6, 4).T @ g.reshape(6, 5)).T, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.data, g @ w.data, rtol=1e-12)

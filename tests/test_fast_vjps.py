@@ -87,6 +87,13 @@ def _getitem(data):
     return (lambda a: a[index]), [x]
 
 
+def _linear(data):
+    """x @ W.T: W's gradient is computed in W's own layout, (g^T x)^T, on both paths."""
+    shape_x = data.draw(st.sampled_from([(3, 4), (2, 3, 4), (1, 4)]), label="shape x")
+    x, w = data.draw(arrays(shape_x), label="x"), data.draw(arrays((5, 4)), label="w")
+    return (lambda a, b: a @ b.T), [x, w]
+
+
 def _mul_self(data):
     """x * x: both vjps go to one tensor, the second may overwrite the gradient the first read."""
     return (lambda a: a * a), [data.draw(arrays(data.draw(shapes(), label="shape")), label="x")]
@@ -106,6 +113,7 @@ CASES = {
     "div": _binary(lambda a, b: a / b, y_options={"away_from_zero": 0.2}),
     "pow": _power,
     "matmul": _matmul,
+    "linear": _linear,
     "sum": _sum,
     "softmax": _softmax_family("softmax"),
     "log_softmax": _softmax_family("log_softmax"),
@@ -117,7 +125,7 @@ CASES = {
 
 
 def test_every_fast_vjp_is_compared():
-    assert {primitive.name for primitive in FAST_VJPS} == set(CASES) - {"mul_self"}
+    assert {primitive.name for primitive in FAST_VJPS} == set(CASES) - {"mul_self", "linear"}
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 0 ** negative: inf in both paths, compared too
