@@ -54,11 +54,10 @@ class CausalSelfAttention(Module):
         """(B, T, C) -> (B, T, C): per head, ``softmax(Q K^T / sqrt(hs) + mask) V``; heads joined, times W_O."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        qkv = self.c_attn(x)  # (B, T, 3C)
-        q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]  # each (B, T, C)
-        q = q.reshape(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs): what each token looks for
-        k = k.reshape(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs): what each token contains
-        v = v.reshape(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs): what each token says
+        qkv = self.c_attn(x).reshape(B, T, 3, nh, hs)  # (B, T, 3C) seen as (B, T, 3, nh, hs)
+        q = qkv[:, :, 0].transpose(1, 2)  # (B, nh, T, hs): what each token looks for
+        k = qkv[:, :, 1].transpose(1, 2)  # (B, nh, T, hs): what each token contains
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hs): what each token says
         if cache is not None:  # generation: prepend the keys and values of the earlier positions
             k, v = cache.extend(k, v)  # (B, nh, T_past + T, hs)
         y = F.attention(q, k, v, causal=True, dropout=self.attn_dropout, weights_out=self.recorded_weights)
