@@ -154,6 +154,7 @@ def _walk(
         _accumulate(grads, exclusive, root, seed, False, create_graph)
     found: dict[Node, Tensor] = {}
     previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
+    arrays_only = not create_graph and not STATE.anomaly  # `_visit`'s fast path, chosen here once
     STATE.grad_enabled = create_graph  # vjps record only when the gradient must be a graph itself
     try:
         for node in reversed(order):
@@ -168,7 +169,10 @@ def _walk(
             if node.op is None:
                 continue
             owned = id(node) in exclusive and (wanted is None or id(node) not in wanted_ids)
-            _visit(node, g, grads, exclusive, needed, create_graph, owned)
+            if arrays_only and node.op.fast_vjps is not None:
+                _visit_arrays(node, g.data, grads, exclusive, needed, owned)
+            else:
+                _visit(node, g, grads, exclusive, needed, create_graph, owned)
             if not retain_graph:
                 node.saved = None
                 node.released = True
@@ -272,7 +276,12 @@ def _visit_arrays(
             base = g if g.base is None else g.base
             consumed = gi is g or (gi.base is base and gi.flags.writeable)
         fresh = op.trusted and (consumed or (gi is not g and (gi.base is None or op.fast_vjps_fresh)))
-        _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
+        if parent in grads:
+            _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
+        else:  # the first gradient for this input (`_accumulate`'s first case, inlined: the common one)
+            grads[parent] = make(gi, None, False)
+            if fresh:
+                exclusive.add(id(parent))
 
 
 def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: bool, create_graph: bool) -> None:
