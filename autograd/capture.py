@@ -140,7 +140,12 @@ class _Trace:
                         node = nodes[slot] = node_of(source)
                     parents.append(node)
                 keep = step.keep
-                saved = (out if keep[0] else None, *[a if k else None for a, k in zip(arrays, keep[1:])])
+                if len(arrays) == 2:  # most ops: spelled out, a third of the cost of the general form
+                    saved = (out if keep[0] else None, arrays[0] if keep[1] else None, arrays[1] if keep[2] else None)
+                elif len(arrays) == 1:
+                    saved = (out if keep[0] else None, arrays[0] if keep[1] else None)
+                else:
+                    saved = (out if keep[0] else None, *[a if k else None for a, k in zip(arrays, keep[1:])])
                 node = tensor._node = nodes[step.out] = Node(step.op, tuple(parents), saved, step.attrs, tensor, True)
                 node.scope = step.scope
             else:
