@@ -28,13 +28,15 @@ giving a wrong answer. Under `detect_anomaly` the function simply runs.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
-from autograd.primitive import STATE, Node, Primitive, node_of
+from autograd.primitive import STATE, Node, Primitive, no_grad, node_of
 from autograd.tensor import Tensor, as_tensor
 
 
@@ -57,6 +59,45 @@ class _Step:
         self.release: tuple[int, ...] = ()  # slots no later step reads: dropped after this one
 
 
+class _Recorder:
+    """Turns each primitive call of a traced function into a `_Step` as it happens (it is
+    ``STATE.recording`` meanwhile), holding no result longer than the function does: a dead
+    result's slot is forgotten (a weakref callback), so memory peaks as in a plain call and a
+    reused ``id`` is never mistaken for it."""
+
+    def __init__(self, args: Sequence[Tensor]) -> None:
+        self.slot_of: dict[int, int] = {id(t): slot for slot, t in enumerate(args)}
+        self.n_slots = len(args)
+        self.externals: list[tuple[int, Tensor]] = []  # (slot, tensor) read afresh at each replay
+        self.steps: list[_Step] = []
+        self.watchers: list[weakref.ref] = []
+
+    def append(self, call: tuple[Primitive, tuple[Tensor, ...], dict, Tensor]) -> None:
+        op, inputs, attrs, out = call
+        slots = []
+        for t in inputs:
+            slot = self.slot_of.get(id(t))
+            if slot is None:  # not an argument nor a recorded result: a parameter, buffer or constant
+                slot = self.slot_of[id(t)] = self._new_slot()
+                self.externals.append((slot, t))
+            slots.append(slot)
+        slot = self.slot_of[id(out)] = self._new_slot()
+        self.watchers.append(weakref.ref(out, functools.partial(self._forget, id(out), slot)))
+        node = out._node
+        grad = node is not None and node.op is op
+        keep = tuple(array is not None for array in node.saved) if grad else ()
+        scope = node.scope if grad else STATE.scope
+        self.steps.append(_Step(op, tuple(slots), attrs, slot, grad, keep, scope))
+
+    def _new_slot(self) -> int:
+        self.n_slots += 1
+        return self.n_slots - 1
+
+    def _forget(self, key: int, slot: int, _ref: weakref.ref) -> None:
+        if self.slot_of.get(key) == slot:
+            del self.slot_of[key]
+
+
 class _Trace:
     """A function's primitives as a straight-line program over numbered value slots.
 
@@ -64,39 +105,24 @@ class _Trace:
     each replay), and each step's result.
     """
 
-    def __init__(self, args: Sequence[Tensor], recording: list, result: Any) -> None:
+    def __init__(self, args: Sequence[Tensor], recorder: _Recorder, result: Any) -> None:
         self.n_args = len(args)
-        known = {id(t) for t in args}
-        self.externals: list[Tensor] = []  # tensors from outside the trace: slots n_args, n_args + 1, ...
-        for _, inputs, _, out in recording:
-            for t in inputs:
-                if id(t) not in known:
-                    known.add(id(t))
-                    self.externals.append(t)
-            known.add(id(out))
-        slot_of = {id(t): slot for slot, t in enumerate([*args, *self.externals])}
-        self.steps: list[_Step] = []
-        for op, inputs, attrs, out in recording:
-            slot = slot_of[id(out)] = len(slot_of)
-            node = out._node
-            grad = node is not None and node.op is op
-            keep = tuple(array is not None for array in node.saved) if grad else ()
-            scope = node.scope if grad else STATE.scope
-            self.steps.append(_Step(op, tuple(slot_of[id(t)] for t in inputs), attrs, slot, grad, keep, scope))
-        self.n_slots = len(slot_of)
+        self.externals = recorder.externals
+        self.steps = recorder.steps
+        self.n_slots = recorder.n_slots
         self.single = isinstance(result, Tensor)
         results = [result] if self.single else list(result) if isinstance(result, (tuple, list)) else None
         if results is None or not all(isinstance(r, Tensor) for r in results):
             raise CaptureError(f"capture: the function must return a Tensor or a tuple of Tensors, got {type(result)}")
         self.outputs: list[int] = []
         for r in results:
-            if id(r) not in slot_of:
+            if id(r) not in recorder.slot_of:
                 raise CaptureError(
                     "capture: the function returned a tensor that no engine op computed (made from an array "
                     "by hand, or detached); a replay could not recompute it"
                 )
-            self.outputs.append(slot_of[id(r)])
-        self.signature = _external_signature(self.externals)
+            self.outputs.append(recorder.slot_of[id(r)])
+        self.signature = _external_signature([t for _, t in self.externals])
         self.verified = False
         self._plan_releases()
 
@@ -117,8 +143,9 @@ class _Trace:
     def replay(self, args: Sequence[Tensor]) -> Any:
         values: list[Any] = [None] * self.n_slots
         nodes: list[Node | None] = [None] * self.n_slots
-        sources: list[Tensor] = [*args, *self.externals]
-        for slot, tensor in enumerate(sources):
+        sources: dict[int, Tensor] = dict(enumerate(args))
+        sources.update(self.externals)
+        for slot, tensor in sources.items():
             values[slot] = tensor.data
         record = STATE.grad_enabled
         make = Tensor._make
@@ -136,7 +163,7 @@ class _Trace:
                 for slot in step.inputs:
                     node = nodes[slot]
                     if node is None:  # an argument, an external, or a result that needs no grad
-                        source = sources[slot] if slot < len(sources) else make(values[slot], None, False)
+                        source = sources[slot] if slot in sources else make(values[slot], None, False)
                         node = nodes[slot] = node_of(source)
                     parents.append(node)
                 keep = step.keep
@@ -202,7 +229,7 @@ class Captured:
             STATE.grad_enabled, STATE.scope, STATE.vjp_of, key,
         )  # fmt: skip
         trace = self._traces.get(signature)
-        if trace is not None and _external_signature(trace.externals) != trace.signature:
+        if trace is not None and _external_signature([t for _, t in trace.externals]) != trace.signature:
             trace = None  # a parameter was frozen, or swapped for another shape or dtype
         if trace is None:
             return self._trace(signature, tensors)
@@ -214,13 +241,14 @@ class Captured:
         return result
 
     def _trace(self, signature: Hashable, tensors: list[Tensor]) -> Any:
-        recording: list = []
-        STATE.recording = recording
+        recorder = _Recorder(tensors)
+        STATE.recording = recorder
         try:
             result = self.fn(*tensors)
         finally:
             STATE.recording = None
-        self._traces[signature] = _Trace(tensors, recording, result)
+        self._traces[signature] = _Trace(tensors, recorder, result)
+        recorder.watchers.clear()  # done: no callbacks from results that die later
         if len(self._traces) > self.max_traces:
             self._traces.popitem(last=False)
         self.stats["traces"] += 1
@@ -228,7 +256,8 @@ class Captured:
 
     def _check(self, trace: _Trace, tensors: list[Tensor], replayed: Any) -> None:
         if self.verify:
-            direct = self.fn(*tensors)
+            with no_grad():  # values only: a second graph beside the replay's would double the memory peak
+                direct = self.fn(*tensors)
             pairs = zip([replayed] if trace.single else replayed, [direct] if trace.single else direct)
             for i, (r, d) in enumerate(pairs):
                 if not _same(r, d):
