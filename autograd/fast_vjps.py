@@ -131,6 +131,21 @@ def _log_softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.nda
     return e
 
 
+def _square_dx(g: np.ndarray, out: Any, x: np.ndarray) -> np.ndarray:
+    t = g * x
+    if type(t) is not np.ndarray:  # 0-d: numpy gave a scalar
+        return t * 2.0
+    t *= 2.0
+    return t
+
+
+def _square_dx_into_g(g: np.ndarray, out: Any, x: np.ndarray) -> np.ndarray | None:
+    t = _into_g(np.multiply, g, x)
+    if t is not None:
+        t *= 2.0
+    return t
+
+
 def _div_dy(g: np.ndarray, out: np.ndarray, x: Any, y: np.ndarray) -> np.ndarray:
     if out.shape != g.shape or not _same_dtype(g, out, y):
         return -g * out / y
@@ -168,6 +183,7 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.log: (lambda g, out, x: g / x,),
     ops.sqrt: (lambda g, out, x: g / (out * 2.0),),
     ops.tanh: (_tanh_dx,),
+    ops.square: (_square_dx,),
     ops.sigmoid: (_sigmoid_dx,),
     ops.add: (lambda g, out, x, y: g, lambda g, out, x, y: g),
     ops.sub: (lambda g, out, x, y: g, lambda g, out, x, y: np.negative(unbroadcast_array(g, y.shape))),
@@ -189,6 +205,7 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
 FAST_VJPS_INTO_G: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.mul: (lambda g, out, x, y: _into_g(np.multiply, g, y), lambda g, out, x, y: _into_g(np.multiply, g, x)),
     ops.exp: (lambda g, out, x: _into_g(np.multiply, g, out),),
+    ops.square: (_square_dx_into_g,),
     ops.div: (lambda g, out, x, y: _into_g(np.divide, g, y), None),
     ops.neg: (lambda g, out, x: np.negative(g, out=g),),
     ops.sub: (None, lambda g, out, x, y: np.negative(g, out=g) if y.shape == g.shape else None),

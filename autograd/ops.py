@@ -140,6 +140,7 @@ neg = Primitive("neg", np.negative, vjps=(lambda g, out, x: -g,), save=())
 exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",))
 log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))
 sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))
+square = Primitive("square", np.square, vjps=(lambda g, out, x: g * x * 2.0,), save=(0,))  # d(x^2) = 2x dx
 tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
 
 

@@ -243,6 +243,10 @@ class Tensor:
     def tanh(self) -> Tensor:
         return _ops.tanh(self)
 
+    def square(self) -> Tensor:
+        """``x * x`` as one op: its backward is one product, not two to be summed."""
+        return _ops.square(self)
+
     def sigmoid(self) -> Tensor:
         return _ops.sigmoid(self)
 

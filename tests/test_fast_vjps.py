@@ -105,6 +105,7 @@ CASES = {
     "log": _unary(lambda a: a.log(), positive=True),
     "sqrt": _unary(lambda a: a.sqrt(), positive=True),
     "tanh": _unary(lambda a: a.tanh()),
+    "square": _unary(lambda a: a.square()),
     "sigmoid": _unary(lambda a: a.sigmoid()),
     "add": _binary(lambda a, b: a + b),
     "sub": _binary(lambda a, b: a - b),

@@ -406,6 +406,7 @@ UNARY = {
     "log": (Tensor.log, np.log),
     "sqrt": (Tensor.sqrt, np.sqrt),
     "tanh": (Tensor.tanh, np.tanh),
+    "square": (Tensor.square, np.square),
     "sigmoid": (Tensor.sigmoid, lambda a: np.tanh(a * 0.5) * 0.5 + 0.5),  # = 1 / (1 + e^-a)
     "relu": (Tensor.relu, lambda a: np.maximum(a, 0)),
     "abs": (Tensor.abs, np.abs),

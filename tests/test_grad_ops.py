@@ -23,6 +23,7 @@ UNARY = {
     "relu": (lambda x: x.relu(), lambda x: np.maximum(x, 0), {"away_from_zero": 0.01}),
     "abs": (lambda x: x.abs(), np.abs, {"away_from_zero": 0.01}),
     "square": (lambda x: x**2, np.square, {}),
+    "square_method": (lambda x: x.square(), np.square, {}),
     "pow_fractional": (lambda x: x**1.7, lambda x: x**1.7, {"positive": True}),
     "rpow": (lambda x: 2.0**x, lambda x: 2.0**x, {}),
     "add_number": (lambda x: 1.5 + x, lambda x: 1.5 + x, {}),

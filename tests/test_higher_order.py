@@ -22,6 +22,7 @@ SECOND_DERIVATIVES = {
     "relu": (lambda x: x.relu() * x, lambda x: 2.0 * (x > 0), {"away_from_zero": 0.01}),
     "abs_times_x": (lambda x: x.abs() * x, lambda x: 2 * np.sign(x), {"away_from_zero": 0.01}),
     "neg_square": (lambda x: -(x * x), lambda x: -2 + 0 * x, {}),
+    "square": (lambda x: x.square(), lambda x: 2 + 0 * x, {}),
 }
 
 

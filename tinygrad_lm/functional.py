@@ -39,7 +39,7 @@ def gelu(x: Tensor) -> Tensor:
 
     The second form is the same function with two fewer elementwise passes (forward and backward).
     """
-    two_u = x * (x * x * (2 * _GELU_K0 * _GELU_K1) + 2 * _GELU_K0)  # 2 sqrt(2/pi) (x + 0.044715 x^3)
+    two_u = x * (x.square() * (2 * _GELU_K0 * _GELU_K1) + 2 * _GELU_K0)  # 2 sqrt(2/pi) (x + 0.044715 x^3)
     return x * two_u.sigmoid()
 
 
@@ -51,7 +51,7 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     with the biased variance ``var(x) = mean((x - mean(x))^2)``, as torch's LayerNorm.
     """
     centered = x - x.mean(axis=-1, keepdims=True)
-    variance = (centered * centered).mean(axis=-1, keepdims=True)  # (..., 1)
+    variance = centered.square().mean(axis=-1, keepdims=True)  # (..., 1)
     y = centered * (variance + eps) ** -0.5  # the power acts on (..., 1): cheaper than dividing (..., C)
     if weight is not None:
         y = y * weight
