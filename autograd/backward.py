@@ -256,8 +256,9 @@ def _visit_arrays(
         consumed = gi is not None  # g now holds this input's gradient and is handed over
         if gi is None:
             gi = vjp(g, out, *inputs, **node.attrs)
-            if into_g is not None and (gi is g or gi.base is g):  # g itself was handed on: keep it intact
-                into_g = None
+            g_base = g if g.base is None else g.base
+            if into_g is not None and (gi is g or (gi.base is not None and gi.base is g_base)):
+                into_g = None  # g itself (or a view of it) was handed on: keep it intact
         if gi.shape != parent.shape:
             if op.broadcasts:
                 gi = unbroadcast_array(gi, parent.shape)

@@ -15,20 +15,25 @@ The contract is the one of ``torch.jit.trace`` and ``jax.jit``:
 - The result may depend on the arguments only through engine ops. Values the function reads in
   Python (``x.item()``, ``if x.data.sum() > 0``, an index array computed from ``x.data``) are frozen
   at the first call, and so is randomness (dropout masks): do not capture those parts.
-- Other tensors it uses (parameters, buffers) are read afresh at every replay: an optimizer's
-  updates are seen. Numbers and arrays it turns into tensors itself are constants.
+- Other tensors it uses (parameters, buffers) have their arrays read afresh at every replay, so an
+  optimizer's updates are seen; but they are the tensors themselves, not the names bound to them: a
+  variable rebound to another tensor needs a new ``key``. Numbers and arrays it turns into tensors
+  itself are constants. Indexing with an argument's values (``t[ids]``) is refused.
 - It must not have side effects: a replay does not run it.
+- One thread at a time: the recording of a trace sees every primitive call in the process.
 
 A trace is made again when the arguments' shapes, dtypes or ``requires_grad`` change, when grad mode
 or the enclosing `scope` change, when a tensor it uses changes shape, dtype or ``requires_grad``,
 or when the caller's ``key`` changes (a module passes its structure's version). The first replay of
-every trace is checked against a real call, and a difference raises `CaptureError` rather than
-giving a wrong answer. Under `detect_anomaly` the function simply runs.
+every trace is checked against a real call; a difference raises `CaptureError` (or, with
+``fallback=True``, warns) and that signature is called from then on. Later replays are not
+checked. Under `detect_anomaly` the function simply runs.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -71,9 +76,11 @@ class _Recorder:
         self.externals: list[tuple[int, Tensor]] = []  # (slot, tensor) read afresh at each replay
         self.steps: list[_Step] = []
         self.watchers: list[weakref.ref] = []
+        self.arg_arrays = [t.data for t in args]
 
     def append(self, call: tuple[Primitive, tuple[Tensor, ...], dict, Tensor]) -> None:
         op, inputs, attrs, out = call
+        self._check_attrs(op, attrs)
         slots = []
         for t in inputs:
             slot = self.slot_of.get(id(t))
@@ -88,6 +95,18 @@ class _Recorder:
         keep = tuple(array is not None for array in node.saved) if grad else ()
         scope = node.scope if grad else STATE.scope
         self.steps.append(_Step(op, tuple(slots), attrs, slot, grad, keep, scope))
+
+    def _check_attrs(self, op: Primitive, attrs: dict) -> None:
+        """An op that takes an argument's values as a setting (``t[ids]`` with ``ids`` an argument)
+        would replay the first call's values: refused."""
+        for value in attrs.values():
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, np.ndarray) and any(np.may_share_memory(item, a) for a in self.arg_arrays):
+                    raise CaptureError(
+                        f"capture: '{op.name}' uses an argument's values as {next(iter(attrs))}= (an index array, "
+                        "say), which a replay would freeze at the first call's; pass it as a constant, or call "
+                        "the function without capture"
+                    )
 
     def _new_slot(self) -> int:
         self.n_slots += 1
@@ -112,14 +131,16 @@ class _Trace:
         self.n_slots = recorder.n_slots
         self.single = isinstance(result, Tensor)
         results = [result] if self.single else list(result) if isinstance(result, (tuple, list)) else None
+        kind = type(result)  # a replay returns the same kind of sequence (a list, a named tuple)
+        self.container = kind if kind is list else (lambda items: kind(*items)) if hasattr(kind, "_fields") else tuple
         if results is None or not all(isinstance(r, Tensor) for r in results):
             raise CaptureError(f"capture: the function must return a Tensor or a tuple of Tensors, got {type(result)}")
         self.outputs: list[int] = []
         for r in results:
             if id(r) not in recorder.slot_of:
                 raise CaptureError(
-                    "capture: the function returned a tensor that no engine op computed (made from an array "
-                    "by hand, or detached); a replay could not recompute it"
+                    "capture: the function returned a tensor that no engine op inside it computed (one made "
+                    "from an array by hand, a detached one, or one from outside it); a replay could not recompute it"
                 )
             self.outputs.append(recorder.slot_of[id(r)])
         self.signature = _external_signature([t for _, t in self.externals])
@@ -147,7 +168,6 @@ class _Trace:
         sources.update(self.externals)
         for slot, tensor in sources.items():
             values[slot] = tensor.data
-        record = STATE.grad_enabled
         make = Tensor._make
         outputs = set(self.outputs)
         results: dict[int, Tensor] = {}
@@ -157,7 +177,7 @@ class _Trace:
             if type(out) is not np.ndarray:
                 out = np.asarray(out)
             values[step.out] = out
-            if record and step.grad:
+            if step.grad:
                 tensor = make(out, None, True)
                 parents = []
                 for slot in step.inputs:
@@ -182,7 +202,7 @@ class _Trace:
             for slot in step.release:
                 values[slot] = None
         found = [results[s] if s in results else sources[s] for s in self.outputs]
-        return found[0] if self.single else tuple(found)
+        return found[0] if self.single else self.container(found)
 
 
 def _external_signature(tensors: Sequence[Tensor]) -> list[tuple]:
@@ -199,14 +219,16 @@ def _same(a: Tensor, b: Tensor) -> bool:
     if x.dtype.kind != "f":
         return False
     eps = float(np.finfo(x.dtype).eps)
-    scale = float(np.max(np.abs(y[np.isfinite(y)]), initial=1.0))
+    scale = float(np.max(np.abs(y[np.isfinite(y)]), initial=0.0))
     return bool(np.allclose(x, y, rtol=64 * eps, atol=64 * eps * scale, equal_nan=True))
 
 
 class Captured:
     """A function of tensors, traced once per signature and replayed after: see `capture`."""
 
-    def __init__(self, fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"capture: expected a function, got {type(fn).__name__}")
         if max_traces < 1:
@@ -214,7 +236,9 @@ class Captured:
         self.fn = fn
         self.max_traces = max_traces
         self.verify = verify
+        self.fallback = fallback
         self._traces: OrderedDict[Hashable, _Trace] = OrderedDict()
+        self._direct: set[Hashable] = set()  # signatures whose replay failed its check
         self.stats = {"traces": 0, "replays": 0, "direct": 0}
 
     def __call__(self, *args: Any, key: Hashable = ()) -> Any:
@@ -224,10 +248,15 @@ class Captured:
         if STATE.anomaly or STATE.recording is not None:  # anomaly checks each op; an outer trace records ours
             self.stats["direct"] += 1
             return self.fn(*tensors)
+        ids = [id(t) for t in tensors]
+        aliases = tuple(ids.index(i) for i in ids) if len(set(ids)) < len(ids) else None  # f(x, x) is not f(x, y)
         signature = (
             tuple((t.data.shape, t.data.dtype, t.requires_grad) for t in tensors),
-            STATE.grad_enabled, STATE.scope, STATE.vjp_of, key,
+            aliases, STATE.grad_enabled, STATE.scope, key,
         )  # fmt: skip
+        if signature in self._direct:
+            self.stats["direct"] += 1
+            return self.fn(*tensors)
         trace = self._traces.get(signature)
         if trace is not None and _external_signature([t for _, t in trace.externals]) != trace.signature:
             trace = None  # a parameter was frozen, or swapped for another shape or dtype
@@ -236,8 +265,18 @@ class Captured:
         self._traces.move_to_end(signature)
         self.stats["replays"] += 1
         result = trace.replay(tensors)
-        if not trace.verified:
-            self._check(trace, tensors, result)
+        if not trace.verified and not self._check(trace, tensors, result):
+            del self._traces[signature]
+            self._direct.add(signature)  # not replayable: called from now on
+            message = (
+                f"capture: replaying {getattr(self.fn, '__qualname__', self.fn)!r} gave a different result than "
+                "calling it: it reads its inputs' values in Python, draws random numbers or has side effects. "
+                "It is called, not replayed, from now on."
+            )
+            if not self.fallback:
+                raise CaptureError(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            result = self.fn(*tensors)
         return result
 
     def _trace(self, signature: Hashable, tensors: list[Tensor]) -> Any:
@@ -245,39 +284,41 @@ class Captured:
         STATE.recording = recorder
         try:
             result = self.fn(*tensors)
+            trace = _Trace(tensors, recorder, result)
         finally:
             STATE.recording = None
-        self._traces[signature] = _Trace(tensors, recorder, result)
-        recorder.watchers.clear()  # done: no callbacks from results that die later
+            recorder.watchers.clear()  # done: no callbacks from results that die later (and no cycle)
+        self._traces.pop(signature, None)  # a trace made again goes to the back of the queue
+        self._traces[signature] = trace
         if len(self._traces) > self.max_traces:
             self._traces.popitem(last=False)
         self.stats["traces"] += 1
         return result
 
-    def _check(self, trace: _Trace, tensors: list[Tensor], replayed: Any) -> None:
+    def _check(self, trace: _Trace, tensors: list[Tensor], replayed: Any) -> bool:
+        """Whether the first replay of ``trace`` gave what a call gives (always true without ``verify``)."""
         if self.verify:
             with no_grad():  # values only: a second graph beside the replay's would double the memory peak
                 direct = self.fn(*tensors)
             pairs = zip([replayed] if trace.single else replayed, [direct] if trace.single else direct)
-            for i, (r, d) in enumerate(pairs):
-                if not _same(r, d):
-                    raise CaptureError(
-                        f"capture: replaying {getattr(self.fn, '__qualname__', self.fn)!r} gave a different "
-                        f"result{'' if trace.single else f' {i}'} than calling it. It reads its inputs' values "
-                        "in Python, draws random numbers or has side effects; call it without capture."
-                    )
+            if not all(_same(r, d) for r, d in pairs):
+                return False
         trace.verified = True
+        return True
 
     def clear(self) -> None:
-        """Forget every trace (the next call traces again)."""
+        """Forget every trace, and every failed check (the next call traces again)."""
         self._traces.clear()
+        self._direct.clear()
 
 
-def capture(fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True) -> Captured:
+def capture(fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False) -> Captured:
     """Trace ``fn`` (tensors in, a tensor or a tuple of tensors out) on its first call for each
     signature, and replay the recorded primitives on later calls: see this module's docstring.
 
     ``max_traces``: how many signatures to remember (least recently used first out).
-    ``verify``: check the first replay of each trace against a real call (`CaptureError` if they differ).
+    ``verify``: check the first replay of each trace against a real call. If they differ, that
+    signature is called, not replayed, from then on, and `CaptureError` is raised; with
+    ``fallback=True`` a `RuntimeWarning` is given instead and the call's result returned.
     """
-    return Captured(fn, max_traces=max_traces, verify=verify)
+    return Captured(fn, max_traces=max_traces, verify=verify, fallback=fallback)

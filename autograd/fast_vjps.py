@@ -37,8 +37,10 @@ def broadcast_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``np.broadcast_to(a, shape)`` for ``a`` of the same number of dims (read-only, no copy),
     built straight from strides: a stretched axis gets stride 0. About 4x cheaper than
     `np.broadcast_to`, whose Python-level checks cost more than the rest of a small vjp."""
-    if a.ndim != len(shape) or not a.flags.c_contiguous or a.size == 0:
-        return np.broadcast_to(a, shape)
+    if a.ndim != len(shape) or not a.flags.c_contiguous or a.size == 0 or any(
+        n != m and n != 1 for n, m in zip(a.shape, shape)
+    ):
+        return np.broadcast_to(a, shape)  # (which also says what is wrong with a shape that does not fit)
     strides = tuple(0 if n != m else stride for n, m, stride in zip(a.shape, shape, a.strides))
     view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
     view.flags.writeable = False

@@ -41,7 +41,7 @@ class _State:
     scope: tuple[str, ...] = ()
     vjp_of: Node | None = None  # while a vjp runs with create_graph: the forward node it belongs to
     in_vjp_of: Node | None = None  # while any vjp runs: its node (anomaly reports blame the forward op)
-    recording: list | None = None  # while `autograd.capture` traces: (primitive, inputs, attrs, result) per call
+    recording: Any = None  # while `autograd.capture` traces: it gets .append((primitive, inputs, attrs, result))
 
 
 STATE = _State()

@@ -107,13 +107,14 @@ class Tensor:
 
     @property
     def requires_grad(self) -> bool:
-        """Whether ops on this tensor are recorded for differentiation. Assigning it (``p.requires_grad
-        = False`` to freeze a parameter) is `requires_grad_`: leaves only."""
+        """Whether ops on this tensor are recorded for differentiation. Assigning a new value
+        (``p.requires_grad = False`` to freeze a parameter) is `requires_grad_`: leaves only."""
         return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, requires_grad: bool) -> None:
-        self.requires_grad_(requires_grad)
+        if bool(requires_grad) != self._requires_grad:  # the same value: a graph already recorded stays whole
+            self.requires_grad_(requires_grad)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Make this leaf tensor require grad, or stop requiring it (in place), as torch does."""

@@ -273,3 +273,11 @@ def test_a_transposed_weight_gets_its_gradient_in_its_own_layout():
     assert w.grad.data.flags.c_contiguous
     np.testing.assert_allclose(w.grad.data, (x.data.reshape(6, 4).T @ g.reshape(6, 5)).T, rtol=1e-12)
     np.testing.assert_allclose(x.grad.data, g @ w.data, rtol=1e-12)
+
+
+def test_assigning_the_value_requires_grad_already_has_keeps_the_graph():
+    w = Tensor(np.ones(3), requires_grad=True)
+    y = (w * 2.0).sum()
+    w.requires_grad = True
+    (g,) = ag.grad(y, w)
+    np.testing.assert_array_equal(g.data, [2.0, 2.0, 2.0])

@@ -18,6 +18,7 @@ from autograd import Tensor
 from tinygrad_lm import GPT, GPTConfig
 from tinygrad_lm import functional as F  # noqa: N812
 from tinygrad_lm.model import _captured_body
+from tinygrad_lm.nn import structure_version as nn_structure_version
 
 
 def make_mlp(rng, dtype=np.float64):
@@ -147,7 +148,7 @@ def test_a_function_that_reads_values_in_python_is_refused_at_its_first_replay()
 
 
 def test_tensors_not_made_by_engine_ops_cannot_be_returned():
-    with pytest.raises(ag.CaptureError, match="no engine op computed"):
+    with pytest.raises(ag.CaptureError, match="no engine op inside it computed"):
         ag.capture(lambda x: Tensor(x.data * 2.0))(Tensor(np.ones(2)))
     with pytest.raises(ag.CaptureError, match="must return a Tensor"):
         ag.capture(lambda x: (x * 2.0).data)(Tensor(np.ones(2)))
@@ -255,3 +256,76 @@ def test_gpt_edited_in_place_is_traced_again():
     embedded = model.transformer.wte(idx) + model.transformer.wpe(np.arange(8))
     np.testing.assert_array_equal(logits.data, model.body(embedded).data)
     assert _captured_body(model).stats["traces"] == 2
+
+
+def test_the_same_tensor_twice_is_not_two_tensors():
+    captured = ag.capture(lambda a, b: a * b)
+    x, p, q = Tensor(np.full(2, 3.0)), Tensor(np.full(2, 2.0)), Tensor(np.full(2, 5.0))
+    captured(x, x)
+    captured(x, x)
+    np.testing.assert_array_equal(captured(p, q).data, [10.0, 10.0])
+    np.testing.assert_array_equal(captured(p, q).data, [10.0, 10.0])
+    assert captured.stats["traces"] == 2
+
+
+def test_indexing_with_an_argument_is_refused_at_the_trace():
+    table = Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    with pytest.raises(ag.CaptureError, match="index"):
+        ag.capture(lambda ids: table[ids])(Tensor(np.array([0, 2])))
+
+
+def test_a_failed_check_calls_the_function_from_then_on():
+    def scaled(x):  # tiny outputs: the check is relative, not blind below 1e-5
+        return x * (1e-7 if x.data[0] > 0 else 3e-7)
+
+    captured = ag.capture(scaled)
+    captured(Tensor(np.ones(2)))
+    with pytest.raises(ag.CaptureError, match="called, not replayed, from now on"):
+        captured(Tensor(-np.ones(2)))
+    np.testing.assert_array_equal(captured(Tensor(-np.ones(2))).data, [-3e-7, -3e-7])
+    assert captured.stats["direct"] == 1
+
+    lenient = ag.capture(scaled, fallback=True)
+    lenient(Tensor(np.ones(2)))
+    with pytest.warns(RuntimeWarning, match="different result"):
+        y = lenient(Tensor(-np.ones(2)))
+    np.testing.assert_array_equal(y.data, [-3e-7, -3e-7])
+
+
+def test_a_replay_records_what_the_function_records_under_enable_grad():
+    w = Tensor(np.ones(3), requires_grad=True)
+
+    def fn(x):
+        with ag.enable_grad():
+            return x * w
+
+    captured = ag.capture(fn)
+    with ag.no_grad():
+        captured(Tensor(np.ones(3)))
+        y = captured(Tensor(np.ones(3)))
+    assert y.requires_grad and y.node is not None
+
+
+def test_lists_and_named_tuples_come_back_as_they_went():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "double triple")
+    as_list = ag.capture(lambda x: [x * 2.0, x * 3.0])
+    as_pair = ag.capture(lambda x: Pair(x * 2.0, x * 3.0))
+    x = Tensor(np.ones(2))
+    for _ in range(2):
+        assert isinstance(as_list(x), list)
+        assert as_pair(x).triple.data[0] == 3.0
+
+
+def test_a_training_loop_that_calls_train_every_step_replays():
+    model = GPT(gpt_config(), seed=0)
+    idx = np.zeros((1, 8), dtype=np.int64)
+    version = nn_structure_version()
+    for _ in range(3):
+        model.train()  # what Trainer does before every step: no change, so no new trace
+        model(idx, idx)
+    assert nn_structure_version() == version
+    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 0}
+    model.eval()
+    assert nn_structure_version() != version

@@ -305,7 +305,7 @@ def _captured_body(model: GPT) -> ag.Captured:
     captured = _CAPTURED_BODIES.get(model)
     if captured is None:
         owner = weakref.ref(model)
-        captured = _CAPTURED_BODIES[model] = ag.capture(lambda x: owner().body(x))
+        captured = _CAPTURED_BODIES[model] = ag.capture(lambda x: owner().body(x), fallback=True)
     return captured
 
 

@@ -207,9 +207,12 @@ class Module:
     # -- modes and dtypes ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active) for this module and all below it; returns ``self``."""
+        changed = False
         for module in self.modules():
+            changed = changed or module.training != bool(mode)
             module.__dict__["training"] = bool(mode)
-        _structure_changed()
+        if changed:  # a training loop calls train() every step: no reason to trace its model again
+            _structure_changed()
         return self
 
     def eval(self) -> Module:
