@@ -333,6 +333,8 @@ class Primitive:
             bad = [i for i in self.save_inputs if not isinstance(i, int) or (n_inputs and i >= n_inputs)]
             if bad:
                 raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
+        if self._save_for is not None and n_inputs == 2:  # what to keep, by which inputs require grad
+            self._two_input_keeps = [[self._keeps_for((a, b)) for b in (False, True)] for a in (False, True)]
         # Which inputs' arrays to keep, one flag per input (one- and two-input ops: the hot path).
         self._save_mask = None
         if self.save_inputs is not None and n_inputs in (1, 2) and self._save_for is None:
@@ -400,7 +402,15 @@ class Primitive:
             STATE.recording.append((self, inputs, attrs, result))
         return result
 
+    def _keeps_for(self, requires_grad: tuple[bool, ...]) -> tuple[bool, ...]:
+        """(keep out?, keep input 0?, ...) when the inputs' ``requires_grad`` are as given."""
+        need = frozenset().union(*[wants for wants, rg in zip(self._save_for, requires_grad) if rg])
+        return ("out" in need, *[i in need for i in range(len(requires_grad))])
+
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
+        if self._save_for is not None and len(tensors) == 2:  # the table of `_two_input_keeps`
+            out_kept, first, second = self._two_input_keeps[tensors[0]._requires_grad][tensors[1]._requires_grad]
+            return (out if out_kept else None, tensors[0].data if first else None, tensors[1].data if second else None)
         if self._save_for is not None:  # what the vjps of the inputs that require grad read
             need: frozenset = frozenset()
             for t, wants in zip(tensors, self._save_for):
