@@ -99,13 +99,13 @@ class _Recorder:
     def _check_attrs(self, op: Primitive, attrs: dict) -> None:
         """An op that takes an argument's values as a setting (``t[ids]`` with ``ids`` an argument)
         would replay the first call's values: refused."""
-        for value in attrs.values():
+        for name, value in attrs.items():
             for item in value if isinstance(value, tuple) else (value,):
                 if isinstance(item, np.ndarray) and any(np.may_share_memory(item, a) for a in self.arg_arrays):
                     raise CaptureError(
-                        f"capture: '{op.name}' uses an argument's values as {next(iter(attrs))}= (an index array, "
-                        "say), which a replay would freeze at the first call's; pass it as a constant, or call "
-                        "the function without capture"
+                        f"capture: '{op.name}' uses an argument's values as its {name}= (an index array, say), "
+                        "which a replay would freeze at the first call's; pass it as a constant, or call the "
+                        "function without capture"
                     )
 
     def _new_slot(self) -> int:
