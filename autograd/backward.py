@@ -237,6 +237,7 @@ def _visit_arrays(
     inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
     make = Tensor._make
     into_g, last, receivers = (op.fast_vjps_into_g if owned else None), -1, 0
+    g_base = g if g.base is None else g.base  # what views of g share
     if owned:
         for i, parent in enumerate(parents):
             if parent.requires_grad and (needed is None or id(parent) in needed) and op.fast_vjps[i] is not None:
@@ -256,7 +257,6 @@ def _visit_arrays(
         consumed = gi is not None  # g now holds this input's gradient and is handed over
         if gi is None:
             gi = vjp(g, out, *inputs, **node.attrs)
-            g_base = g if g.base is None else g.base
             if into_g is not None and (gi is g or (gi.base is not None and gi.base is g_base)):
                 into_g = None  # g itself (or a view of it) was handed on: keep it intact
         if gi.shape != parent.shape:
@@ -274,8 +274,7 @@ def _visit_arrays(
         # g handed on whole, or as a view (reshape, transpose), to the only input that takes a gradient
         # (x + 1.0, W.T) stays the walk's own.
         if receivers == 1 and not consumed:
-            base = g if g.base is None else g.base
-            consumed = gi is g or (gi.base is base and gi.flags.writeable)
+            consumed = gi is g or (gi.base is g_base and gi.flags.writeable)
         fresh = op.trusted and (consumed or (gi is not g and (gi.base is None or op.fast_vjps_fresh)))
         if parent in grads:
             _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
