@@ -333,7 +333,9 @@ class Primitive:
             bad = [i for i in self.save_inputs if not isinstance(i, int) or (n_inputs and i >= n_inputs)]
             if bad:
                 raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
-        if self._save_for is not None and n_inputs == 2:  # what to keep, by which inputs require grad
+        # Two-input ops (the hot path): what to keep, looked up by which inputs require grad.
+        self._two_input_keeps = None
+        if n_inputs == 2:
             self._two_input_keeps = [[self._keeps_for((a, b)) for b in (False, True)] for a in (False, True)]
         # Which inputs' arrays to keep, one flag per input (one- and two-input ops: the hot path).
         self._save_mask = None
@@ -375,11 +377,16 @@ class Primitive:
                 break
         if self.arity is not None and len(inputs) != self.arity:
             raise TypeError(f"{self.name}: expected {self.arity} inputs, got {len(inputs)}")
+        n_inputs = len(inputs)
         try:
             if STATE.anomaly:  # numpy's warnings would only repeat, less precisely, what we raise
                 with np.errstate(all="ignore"):
                     out = self.forward(*[t.data for t in inputs], **attrs)
                 self._check_forward(out, inputs)
+            elif n_inputs == 2:  # spelled out for the common arities: no list to build
+                out = self.forward(inputs[0].data, inputs[1].data, **attrs)
+            elif n_inputs == 1:
+                out = self.forward(inputs[0].data, **attrs)
             else:
                 out = self.forward(*[t.data for t in inputs], **attrs)
         except (ValueError, IndexError, TypeError, OverflowError) as error:
@@ -392,8 +399,20 @@ class Primitive:
                     if out.dtype.kind != "f":  # ints never require grad
                         break
                     result = make(out, None, True)
-                    parents = tuple([t._node or node_of(t) for t in inputs])
-                    result._node = Node(self, parents, self._saved(out, inputs), attrs, result, True)
+                    keeps = self._two_input_keeps
+                    if keeps is not None and n_inputs == 2:
+                        first, second = inputs
+                        parents = (first._node or node_of(first), second._node or node_of(second))
+                        out_kept, keep_first, keep_second = keeps[first._requires_grad][second._requires_grad]
+                        saved = (
+                            out if out_kept else None,
+                            first.data if keep_first else None,
+                            second.data if keep_second else None,
+                        )
+                    else:
+                        parents = tuple([t._node or node_of(t) for t in inputs])
+                        saved = self._saved(out, inputs)
+                    result._node = Node(self, parents, saved, attrs, result, True)
                     if STATE.recording is not None:
                         STATE.recording.append((self, inputs, attrs, result))
                     return result
@@ -404,13 +423,13 @@ class Primitive:
 
     def _keeps_for(self, requires_grad: tuple[bool, ...]) -> tuple[bool, ...]:
         """(keep out?, keep input 0?, ...) when the inputs' ``requires_grad`` are as given."""
+        if self._save_for is None:  # the same whoever requires grad
+            keep = self.save_inputs
+            return (self.save_out, *[keep is None or i in keep for i in range(len(requires_grad))])
         need = frozenset().union(*[wants for wants, rg in zip(self._save_for, requires_grad) if rg])
         return ("out" in need, *[i in need for i in range(len(requires_grad))])
 
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
-        if self._save_for is not None and len(tensors) == 2:  # the table of `_two_input_keeps`
-            out_kept, first, second = self._two_input_keeps[tensors[0]._requires_grad][tensors[1]._requires_grad]
-            return (out if out_kept else None, tensors[0].data if first else None, tensors[1].data if second else None)
         if self._save_for is not None:  # what the vjps of the inputs that require grad read
             need: frozenset = frozenset()
             for t, wants in zip(tensors, self._save_for):
