@@ -2,12 +2,16 @@
 plain numpy doing the same arithmetic (and torch eager, if it is installed).
 
 The arrays are tiny (16 x 16), so the numbers measure bookkeeping, not arithmetic: what every op
-of a model pays on top of numpy. Run:  python benchmarks/bench_ops.py [--size 16] [--repeat 7]
+of a model pays on top of numpy. The implementations are timed in alternating rounds and each number
+is the median over rounds, so a machine whose speed drifts from second to second (a shared VM) moves
+them all alike; ``engine/torch`` is the median of the per-round ratios.
+Run:  python benchmarks/bench_ops.py [--size 16] [--rounds 15]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import timeit
 from collections.abc import Callable
 
@@ -16,9 +20,21 @@ import numpy as np
 import autograd as ag
 
 
-def best_us(fn: Callable[[], object], number: int, repeat: int) -> float:
-    """Best-of-``repeat`` mean time of ``fn`` in microseconds (the least disturbed measurement)."""
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+def mean_us(fn: Callable[[], object], number: int) -> float:
+    """Mean time of ``number`` calls of ``fn``, in microseconds."""
+    return timeit.timeit(fn, number=number) / number * 1e6
+
+
+def measure(impls: dict[str, dict], op: str, number: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """impl -> [(forward us, backward us)] per round; the implementations take turns in every round."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in impls}
+    names = list(impls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            forward, both = impls[name][op]
+            fwd = mean_us(forward, number)
+            samples[name].append((fwd, mean_us(both, number) - fwd))
+    return samples
 
 
 def with_backward(ops: dict[str, Callable], seed: object, leaves: tuple) -> dict[str, tuple[Callable, Callable]]:
@@ -74,27 +90,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=16, help="square operands of this size")
     parser.add_argument("--number", type=int, default=2000, help="calls per measurement")
-    parser.add_argument("--repeat", type=int, default=7, help="measurements (the best is kept)")
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds (medians are reported)")
     args = parser.parse_args()
 
     impls = {"engine": engine_cases(args.size), "numpy": numpy_cases(args.size)}
     torch = torch_cases(args.size)
     if torch is not None:
         impls["torch"] = torch
-    print(f"per-op time in microseconds, {args.size}x{args.size} float32 operands, best of {args.repeat}")
+    print(f"per-op time in microseconds, {args.size}x{args.size} float32 operands, median of {args.rounds} rounds")
     header = f"{'op':8s}" + "".join(f" {name + ' fwd':>11s} {name + ' bwd':>11s}" for name in impls)
-    print(header + f" {'overhead fwd':>13s} {'overhead bwd':>13s}")
+    header += f" {'overhead fwd':>13s} {'overhead bwd':>13s}"
+    print(header + (f" {'engine/torch fwd':>17s} {'bwd':>5s}" if torch is not None else ""))
     for op in impls["engine"]:
-        row, times = f"{op:8s}", {}
-        for name, cases in impls.items():
-            forward, both = cases[op]
-            fwd = best_us(forward, args.number, args.repeat)
-            bwd = best_us(both, args.number, args.repeat) - fwd
-            times[name] = (fwd, bwd)
-            row += f" {fwd:11.2f} {bwd:11.2f}"
-        over_fwd = times["engine"][0] - times["numpy"][0]
-        over_bwd = times["engine"][1] - times["numpy"][1]
-        print(row + f" {over_fwd:13.2f} {over_bwd:13.2f}")
+        samples = measure(impls, op, args.number, args.rounds)
+        median = {name: [statistics.median(s[k] for s in runs) for k in (0, 1)] for name, runs in samples.items()}
+        row = f"{op:8s}" + "".join(f" {median[name][0]:11.2f} {median[name][1]:11.2f}" for name in impls)
+        row += "".join(f" {median['engine'][k] - median['numpy'][k]:13.2f}" for k in (0, 1))
+        if torch is not None:
+            pairs = list(zip(samples["engine"], samples["torch"]))
+            ratios = [statistics.median(e[k] / t[k] for e, t in pairs) for k in (0, 1)]
+            row += f" {ratios[0]:17.2f} {ratios[1]:5.2f}"
+        print(row)
     print("overhead = engine minus numpy doing the same arithmetic (bookkeeping per op)")
 
 
