@@ -1,0 +1,114 @@
+"""Where a training step of the GPT spends its time: forward, backward and optimizer, and inside
+them each primitive's forward and each of its vjps (the plain-numpy ones a ``backward()`` runs).
+
+    python benchmarks/profile_step.py                 # the tiny benchmark config
+    python benchmarks/profile_step.py --config small  # or small, medium
+
+Every primitive's forward and fast vjps are wrapped with a timer, so the totals include a little of
+the timers' own cost (about 0.1 us a call). What is not inside any of them is the model's Python and
+the engine's own work: recording the graph, and in backward the walk, summing the gradients of
+tensors used twice and reducing the gradients of broadcast ones (bias gradients, for instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from autograd import ops
+from autograd.primitive import Primitive
+from tinygrad_lm import GPT, GPTConfig
+from tinygrad_lm.optim import AdamW
+
+CONFIGS = {  # the shared benchmark's sizes: (n_layer, n_head, n_embd, block_size, batch)
+    "tiny": (2, 4, 64, 32, 16),
+    "small": (4, 4, 128, 64, 32),
+    "medium": (6, 6, 384, 256, 8),
+}
+
+
+PHASE = {"now": "forward"}  # which part of the step is running, for the timers
+
+
+def timed(fn: Callable, key: tuple, totals: Counter, calls: Counter) -> Callable:
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - start
+            totals[PHASE["now"]] += time.perf_counter() - start
+            calls[key] += 1
+
+    return wrapper
+
+
+def instrument(totals: Counter, calls: Counter) -> None:
+    """Wrap every primitive's forward and fast vjps (in place, for this process)."""
+    for primitive in {p for p in vars(ops).values() if isinstance(p, Primitive)}:
+        primitive.forward = timed(primitive.forward, (primitive.name, "forward"), totals, calls)
+        if primitive.fast_vjps is not None:
+            primitive.fast_vjps = tuple(
+                None if vjp is None else timed(vjp, (primitive.name, f"vjp {i}"), totals, calls)
+                for i, vjp in enumerate(primitive.fast_vjps)
+            )
+        if primitive.fast_vjps_into_g is not None:
+            primitive.fast_vjps_into_g = tuple(
+                None if vjp is None else timed(vjp, (primitive.name, f"vjp {i} into g"), totals, calls)
+                for i, vjp in enumerate(primitive.fast_vjps_into_g)
+            )
+        if primitive.fast_add_into is not None:
+            primitive.fast_add_into = timed(primitive.fast_add_into, (primitive.name, "add into"), totals, calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    parser.add_argument("--steps", type=int, default=20, help="steps measured (after 5 to warm up)")
+    parser.add_argument("--top", type=int, default=20, help="rows of the per-op table")
+    args = parser.parse_args()
+
+    n_layer, n_head, n_embd, block_size, batch = CONFIGS[args.config]
+    model = GPT(GPTConfig(65, block_size, n_layer, n_head, n_embd), seed=0)
+    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 65, (batch, block_size)), rng.integers(0, 65, (batch, block_size))
+    totals, calls = Counter(), Counter()
+    instrument(totals, calls)
+    phases = Counter()
+    for step in range(5 + args.steps):
+        if step == 5:
+            totals.clear(), calls.clear(), phases.clear()
+        start = time.perf_counter()
+        PHASE["now"] = "forward"
+        _, loss = model(idx, targets)
+        forward = time.perf_counter()
+        PHASE["now"] = "backward"
+        loss.backward()
+        backward = time.perf_counter()
+        PHASE["now"] = "optimizer"
+        opt.step()
+        opt.zero_grad()
+        phases["forward"] += forward - start
+        phases["backward"] += backward - forward
+        phases["optimizer"] += time.perf_counter() - backward
+
+    per_step = {name: seconds / args.steps * 1e3 for name, seconds in phases.items()}
+    print(f"{args.config}: {sum(per_step.values()):.2f} ms per step")
+    for phase in ("forward", "backward"):
+        ops_ms = totals.pop(phase, 0.0) / args.steps * 1e3
+        print(f"  {phase:9s} {per_step[phase]:8.2f} ms, of which in primitives {ops_ms:.2f} ms"
+              f" (the rest: {per_step[phase] - ops_ms:.2f} ms)")  # fmt: skip
+    totals.pop("optimizer", None)
+    print(f"  optimizer {per_step['optimizer']:8.2f} ms")
+    print(f"\n{'ms/step':>9s} {'calls':>6s}  primitive")
+    for (name, kind), seconds in totals.most_common(args.top):
+        print(f"{seconds / args.steps * 1e3:9.3f} {calls[name, kind] // args.steps:6d}  {name} {kind}")
+
+
+if __name__ == "__main__":
+    main()
