@@ -227,17 +227,22 @@ class Captured:
     """A function of tensors, traced once per signature and replayed after: see `capture`."""
 
     def __init__(
-        self, fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False
-    ) -> None:
+        self, fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False,
+        trace_after: int = 0,
+    ) -> None:  # fmt: skip
         if not callable(fn):
             raise TypeError(f"capture: expected a function, got {type(fn).__name__}")
         if max_traces < 1:
             raise ValueError(f"capture: max_traces must be at least 1, got {max_traces}")
+        if trace_after < 0:
+            raise ValueError(f"capture: trace_after must be 0 or more, got {trace_after}")
         self.fn = fn
         self.max_traces = max_traces
         self.verify = verify
         self.fallback = fallback
+        self.trace_after = trace_after
         self._traces: OrderedDict[Hashable, _Trace] = OrderedDict()
+        self._sightings: OrderedDict[Hashable, int] = OrderedDict()  # calls so far of untraced signatures
         self._direct: set[Hashable] = set()  # signatures whose replay failed its check
         self.stats = {"traces": 0, "replays": 0, "direct": 0}
 
@@ -261,6 +266,13 @@ class Captured:
         if trace is not None and _external_signature([t for _, t in trace.externals]) != trace.signature:
             trace = None  # a parameter was frozen, or swapped for another shape or dtype
         if trace is None:
+            if signature not in self._traces and self._sightings.get(signature, 0) < self.trace_after:
+                self._sightings[signature] = self._sightings.pop(signature, 0) + 1  # not yet worth a trace
+                if len(self._sightings) > 8 * self.max_traces:
+                    self._sightings.popitem(last=False)
+                self.stats["direct"] += 1
+                return self.fn(*tensors)
+            self._sightings.pop(signature, None)
             return self._trace(signature, tensors)
         self._traces.move_to_end(signature)
         self.stats["replays"] += 1
@@ -310,15 +322,20 @@ class Captured:
         """Forget every trace, and every failed check (the next call traces again)."""
         self._traces.clear()
         self._direct.clear()
+        self._sightings.clear()
 
 
-def capture(fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False) -> Captured:
+def capture(
+    fn: Callable[..., Any], *, max_traces: int = 8, verify: bool = True, fallback: bool = False, trace_after: int = 0
+) -> Captured:
     """Trace ``fn`` (tensors in, a tensor or a tuple of tensors out) on its first call for each
     signature, and replay the recorded primitives on later calls: see this module's docstring.
 
     ``max_traces``: how many signatures to remember (least recently used first out).
+    ``trace_after``: calls of a signature that simply run before one is traced (a trace costs a few
+    µs per op, wasted on shapes seen once, such as a growing sequence during generation).
     ``verify``: check the first replay of each trace against a real call. If they differ, that
     signature is called, not replayed, from then on, and `CaptureError` is raised; with
     ``fallback=True`` a `RuntimeWarning` is given instead and the call's result returned.
     """
-    return Captured(fn, max_traces=max_traces, verify=verify, fallback=fallback)
+    return Captured(fn, max_traces=max_traces, verify=verify, fallback=fallback, trace_after=trace_after)

@@ -218,7 +218,7 @@ def gpt_config(dropout=0.0):
 def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
     model = GPT(gpt_config(), seed=0)
     rng = np.random.default_rng(0)
-    for _ in range(3):
+    for _ in range(4):  # called, traced, replayed, replayed
         idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
         model.zero_grad()
         _, loss = model(idx, targets)
@@ -230,7 +230,7 @@ def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
         F.cross_entropy(logits, targets).backward()
         for name, p in model.named_parameters():
             np.testing.assert_array_equal(replayed[name], p.grad.data, err_msg=name)
-    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 0}
+    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 1}
 
 
 def test_gpt_with_active_dropout_or_recorded_attention_is_called_not_replayed():
@@ -239,23 +239,24 @@ def test_gpt_with_active_dropout_or_recorded_attention_is_called_not_replayed():
     first, second = model(idx)[0].data, model(idx)[0].data
     assert not np.array_equal(first, second)  # fresh masks each call
     with model.evaluating():
-        model(idx)
-        model(idx)
+        for _ in range(3):
+            model(idx)
     weights = model.attention_weights(idx)
     assert len(weights) == 2 and weights[0].shape == (1, 2, 8, 8)
-    assert _captured_body(model).stats["replays"] == 1  # only the second evaluation call
+    assert _captured_body(model).stats["replays"] == 1  # only the third evaluation call
 
 
 def test_gpt_edited_in_place_is_traced_again():
     model = GPT(gpt_config(), seed=0)
     idx = np.zeros((1, 8), dtype=np.int64)
-    model(idx)
-    model(idx)
+    for _ in range(3):
+        model(idx)
     model.transformer.ln_f.weight = Tensor(np.full(8, 3.0, dtype=np.float32), requires_grad=True)
-    logits, _ = model(idx)
+    for _ in range(3):
+        logits, _ = model(idx)
     embedded = model.transformer.wte(idx) + model.transformer.wpe(np.arange(8))
     np.testing.assert_array_equal(logits.data, model.body(embedded).data)
-    assert _captured_body(model).stats["traces"] == 2
+    assert _captured_body(model).stats == {"traces": 2, "replays": 2, "direct": 2}
 
 
 def test_the_same_tensor_twice_is_not_two_tensors():
@@ -322,10 +323,23 @@ def test_a_training_loop_that_calls_train_every_step_replays():
     model = GPT(gpt_config(), seed=0)
     idx = np.zeros((1, 8), dtype=np.int64)
     version = nn_structure_version()
-    for _ in range(3):
+    for _ in range(4):
         model.train()  # what Trainer does before every step: no change, so no new trace
         model(idx, idx)
     assert nn_structure_version() == version
-    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 0}
+    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 1}
     model.eval()
     assert nn_structure_version() != version
+
+
+def test_trace_after_lets_shapes_seen_once_simply_run():
+    """GPT uses trace_after=1: generation without a cache (a longer sequence each call) never traces."""
+    captured = ag.capture(lambda x: x * 2.0, trace_after=1)
+    for n in range(1, 6):
+        captured(Tensor(np.ones(n)))
+    assert captured.stats == {"traces": 0, "replays": 0, "direct": 5}
+    for _ in range(3):
+        np.testing.assert_array_equal(captured(Tensor(np.ones(2))).data, [2.0, 2.0])
+    assert captured.stats == {"traces": 1, "replays": 2, "direct": 5}
+    with pytest.raises(ValueError, match="trace_after"):
+        ag.capture(lambda x: x, trace_after=-1)

@@ -300,12 +300,13 @@ _CAPTURED_BODIES: weakref.WeakKeyDictionary[GPT, ag.Captured] = weakref.WeakKeyD
 
 
 def _captured_body(model: GPT) -> ag.Captured:
-    """``model.body``, traced once per input shape and mode and replayed after (`autograd.capture`).
-    Kept beside the model, not on it, and holding it weakly: no cycle, and a copy gets its own."""
+    """``model.body``, traced on the second call with an input shape and mode, and replayed after
+    (`autograd.capture`): shapes seen once (generation without a cache) are never traced. Kept
+    beside the model, not on it, and holding it weakly: no cycle, and a copy gets its own."""
     captured = _CAPTURED_BODIES.get(model)
     if captured is None:
         owner = weakref.ref(model)
-        captured = _CAPTURED_BODIES[model] = ag.capture(lambda x: owner().body(x), fallback=True)
+        captured = _CAPTURED_BODIES[model] = ag.capture(lambda x: owner().body(x), fallback=True, trace_after=1)
     return captured
 
 
