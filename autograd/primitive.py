@@ -333,14 +333,12 @@ class Primitive:
             bad = [i for i in self.save_inputs if not isinstance(i, int) or (n_inputs and i >= n_inputs)]
             if bad:
                 raise ValueError(f"Primitive {name!r}: save= entries must be 'out' or input positions, got {bad}")
-        # Two-input ops (the hot path): what to keep, looked up by which inputs require grad.
+        # One- and two-input ops (the hot path): what to keep, looked up by which inputs require grad
+        # (a one-input op records a node only when its input does).
+        self._one_input_keeps = self._keeps_for((True,)) if n_inputs == 1 else None
         self._two_input_keeps = None
         if n_inputs == 2:
             self._two_input_keeps = [[self._keeps_for((a, b)) for b in (False, True)] for a in (False, True)]
-        # Which inputs' arrays to keep, one flag per input (one- and two-input ops: the hot path).
-        self._save_mask = None
-        if self.save_inputs is not None and n_inputs in (1, 2) and self._save_for is None:
-            self._save_mask = tuple(i in self.save_inputs for i in range(n_inputs))
         self.broadcasts = broadcasts
         self.explain = explain
         # The engine's own primitives are known to return fresh gradient arrays (or their `g`
@@ -409,6 +407,11 @@ class Primitive:
                             first.data if keep_first else None,
                             second.data if keep_second else None,
                         )
+                    elif n_inputs == 1 and self._one_input_keeps is not None:
+                        (only,) = inputs
+                        parents = (only._node or node_of(only),)
+                        out_kept, keep_only = self._one_input_keeps
+                        saved = (out if out_kept else None, only.data if keep_only else None)
                     else:
                         parents = tuple([t._node or node_of(t) for t in inputs])
                         saved = self._saved(out, inputs)
@@ -430,22 +433,9 @@ class Primitive:
         return ("out" in need, *[i in need for i in range(len(requires_grad))])
 
     def _saved(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray | None, ...]:
-        if self._save_for is not None:  # what the vjps of the inputs that require grad read
-            need: frozenset = frozenset()
-            for t, wants in zip(tensors, self._save_for):
-                if t._requires_grad:
-                    need = need | wants
-            return (out if "out" in need else None, *[t.data if i in need else None for i, t in enumerate(tensors)])
-        mask = self._save_mask
-        if mask is not None:
-            first = tensors[0].data if mask[0] else None
-            if len(mask) == 1:
-                return (out if self.save_out else None, first)
-            return (out if self.save_out else None, first, tensors[1].data if mask[1] else None)
-        keep = self.save_inputs
-        if keep is None:
-            return (out, *[t.data for t in tensors])
-        return (out if self.save_out else None, *[t.data if i in keep else None for i, t in enumerate(tensors)])
+        """The arrays a node keeps for its vjps (ops of other arities than the tables cover)."""
+        keeps = self._keeps_for(tuple(t._requires_grad for t in tensors))
+        return tuple(array if kept else None for array, kept in zip((out, *[t.data for t in tensors]), keeps))
 
     def _check_forward(self, out: np.ndarray, tensors: tuple[Tensor, ...]) -> None:
         problem = _non_finite_summary(out)
