@@ -139,7 +139,10 @@ def _walk(
     roots: list[Node], seeds: list[Tensor], *, wanted: list[Node | None] | None, retain_graph: bool, create_graph: bool
 ) -> dict[Node, Tensor]:
     """Propagate ``seeds`` from ``roots``; fill leaves' ``.grad`` (``wanted=None``) or return the
-    gradients of the ``wanted`` nodes."""
+    gradients of the ``wanted`` nodes.
+
+    The running gradients are plain arrays, except with ``create_graph=True``, where they are
+    Tensors whose own graph is being recorded."""
     order = _topological_order(roots)
     needed: set[int] | None = None
     if wanted is not None:  # prune: only nodes that lead to a wanted node are worth visiting
@@ -148,49 +151,55 @@ def _walk(
         for node in order:  # inputs come first, so their verdict is known
             if id(node) in wanted_ids or any(id(p) in needed for p in node.inputs):
                 needed.add(id(node))
-    grads: dict[Node, Tensor] = {}
+    grads: dict[Node, Any] = {}  # node -> its gradient so far (an array; a Tensor with create_graph)
     exclusive: set[int] = set()  # nodes whose gradient array is ours alone, so safe to add into in place
     for root, seed in zip(roots, seeds):
-        _accumulate(grads, exclusive, root, seed, False, create_graph)
-    found: dict[Node, Tensor] = {}
+        if create_graph:
+            _accumulate_tensor(grads, root, seed)
+        else:
+            _accumulate(grads, exclusive, root, seed.data, False)
+    found: dict[Node, Any] = {}
     previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
-    arrays_only = not create_graph and not STATE.anomaly  # `_visit`'s fast path, chosen here once
+    fast = not create_graph and not STATE.anomaly  # the plain-numpy vjps, where a primitive has them
     STATE.grad_enabled = create_graph  # vjps record only when the gradient must be a graph itself
     try:
         for node in reversed(order):
             g = grads.pop(node, None)
             if g is None:
                 continue
+            op = node.op
             if wanted is not None:
                 if id(node) in wanted_ids:
                     found[node] = g
-            elif node.op is None:
+            elif op is None:
                 _write_leaf_grad(node, g, id(node) in exclusive, create_graph)
-            if node.op is None:
+            if op is None:
                 continue
             owned = id(node) in exclusive and (wanted is None or id(node) not in wanted_ids)
-            if arrays_only and node.op.fast_vjps is not None:
-                _visit_arrays(node, g.data, grads, exclusive, needed, owned)
+            if fast and op.fast_vjps is not None:
+                _visit_arrays(node, g, grads, exclusive, needed, owned)
             else:
-                _visit(node, g, grads, exclusive, needed, create_graph, owned)
+                _visit(node, g, grads, exclusive, needed, create_graph)
             if not retain_graph:
                 node.saved = None
                 node.released = True
     finally:
         STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of = previous
-    return found
+    if create_graph:
+        return found
+    return {node: Tensor._make(g, None, False) for node, g in found.items()}
 
 
 def _visit(
-    node: Node, g: Tensor, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool,
-    owned: bool = False,
+    node: Node, g: Any, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool
 ) -> None:  # fmt: skip
-    """Run the vjps of ``node`` for each input that needs a gradient, and accumulate the results."""
+    """Run the engine vjps of ``node`` for each input that needs a gradient, and accumulate the results.
+
+    ``g`` is a Tensor with ``create_graph`` (the results are then graphs too), else an array."""
     op, saved, parents = node.op, node.saved, node.inputs
-    if op.fast_vjps is not None and not create_graph and not STATE.anomaly:
-        _visit_arrays(node, g.data, grads, exclusive, needed, owned)
-        return
     make = Tensor._make
+    if not create_graph:
+        g = make(g, None, False)
     out = node if saved[0] is None else make(saved[0], node, True)
     inputs = [parent if array is None else make(array, parent, parent.requires_grad)
               for parent, array in zip(parents, saved[1:])]  # fmt: skip
@@ -221,8 +230,10 @@ def _visit(
             data = gi.data
         if STATE.anomaly:
             check_finite_grad(node, i, data)
-        fresh = op.trusted and data is not g.data and data.base is None
-        _accumulate(grads, exclusive, parent, gi, fresh, create_graph)
+        if create_graph:
+            _accumulate_tensor(grads, parent, gi)
+        else:
+            _accumulate(grads, exclusive, parent, data, op.trusted and data is not g.data and data.base is None)
 
 
 def _visit_arrays(
@@ -234,8 +245,14 @@ def _visit_arrays(
     compute into it (``fast_vjps_into_g``) unless an earlier vjp handed ``g`` itself on."""
     op, saved, parents = node.op, node.saved, node.inputs
     out = node if saved[0] is None else saved[0]
-    inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
-    make = Tensor._make
+    if len(parents) == 2:  # spelled out for the common arities: no list to build
+        first, second = saved[1], saved[2]
+        inputs = (parents[0] if first is None else first, parents[1] if second is None else second)
+    elif len(parents) == 1:
+        only = saved[1]
+        inputs = (parents[0] if only is None else only,)
+    else:
+        inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
     into_g, last, receivers = (op.fast_vjps_into_g if owned else None), -1, 0
     g_base = g if g.base is None else g.base  # what views of g share
     if owned:
@@ -249,7 +266,7 @@ def _visit_arrays(
         if vjp is None:
             continue
         if op.fast_add_into is not None and id(parent) in exclusive:  # a gradient array of ours exists
-            so_far = grads[parent].data
+            so_far = grads[parent]
             if g.dtype == so_far.dtype and op.fast_add_into(so_far, g, out, *inputs, **node.attrs):
                 continue
         use_g = into_g is not None and i == last and into_g[i] is not None
@@ -277,43 +294,48 @@ def _visit_arrays(
             consumed = gi is g or (gi.base is g_base and gi.flags.writeable)
         fresh = op.trusted and (consumed or (gi is not g and (gi.base is None or op.fast_vjps_fresh)))
         if parent in grads:
-            _accumulate(grads, exclusive, parent, make(gi, None, False), fresh, False)
+            _accumulate(grads, exclusive, parent, gi, fresh)
         else:  # the first gradient for this input (`_accumulate`'s first case, inlined: the common one)
-            grads[parent] = make(gi, None, False)
+            grads[parent] = gi
             if fresh:
                 exclusive.add(id(parent))
 
 
-def _accumulate(grads: dict, exclusive: set[int], node: Node, g: Tensor, fresh: bool, create_graph: bool) -> None:
-    """grads[node] += g, in place only into an array this walk allocated itself."""
+def _accumulate(grads: dict, exclusive: set[int], node: Node, g: np.ndarray, fresh: bool) -> None:
+    """grads[node] += g, in place only into an array this walk allocated itself (``fresh``: g is one)."""
     previous = grads.get(node)
     if previous is None:
         grads[node] = g
         if fresh:
             exclusive.add(id(node))
-    elif create_graph:
-        grads[node] = previous + g
     elif id(node) in exclusive:
-        np.add(previous.data, g.data, out=previous.data)
-    elif fresh and g.data.dtype == previous.data.dtype and g.data.ndim:  # add into the new array instead
-        np.add(g.data, previous.data, out=g.data)
+        np.add(previous, g, out=previous)
+    elif fresh and g.dtype == previous.dtype and g.ndim:  # add into the new array instead
+        np.add(g, previous, out=g)
         grads[node] = g
         exclusive.add(id(node))
     else:
-        total = previous.data + g.data
-        grads[node] = Tensor._make(total if type(total) is np.ndarray else np.asarray(total), None, False)
+        total = previous + g
+        grads[node] = total if type(total) is np.ndarray else np.asarray(total)
         exclusive.add(id(node))
 
 
-def _write_leaf_grad(node: Node, g: Tensor, is_exclusive: bool, create_graph: bool) -> None:
+def _accumulate_tensor(grads: dict, node: Node, g: Tensor) -> None:
+    """grads[node] += g as a recorded op (``create_graph=True``: the sum is part of the gradient's graph)."""
+    previous = grads.get(node)
+    grads[node] = g if previous is None else previous + g
+
+
+def _write_leaf_grad(node: Node, g: Any, is_exclusive: bool, create_graph: bool) -> None:
+    """Add a leaf's gradient (an array; a Tensor with ``create_graph``) into its ``.grad``."""
     tensor = node.tensor
     if tensor is None:  # the leaf was garbage-collected: nobody can read its gradient
         return
-    if tensor.grad is None:
-        if not (create_graph or is_exclusive):
-            g = Tensor._make(g.data.copy(), None, False)
-        tensor.grad = g
-    elif create_graph or tensor.grad.requires_grad:
-        tensor.grad = tensor.grad + g
+    if create_graph:
+        tensor.grad = g if tensor.grad is None else tensor.grad + g
+    elif tensor.grad is None:
+        tensor.grad = Tensor._make(g if is_exclusive else g.copy(), None, False)
+    elif tensor.grad.requires_grad:
+        tensor.grad = tensor.grad + Tensor._make(g, None, False)
     else:
-        tensor.grad.data += g.data
+        tensor.grad.data += g

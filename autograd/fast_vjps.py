@@ -133,6 +133,20 @@ def _log_softmax_dx(g: np.ndarray, out: np.ndarray, x: Any, axis: int) -> np.nda
     return e
 
 
+def _rsqrt_dx(g: np.ndarray, out: np.ndarray, x: Any) -> np.ndarray:
+    if not _same_dtype(g, out):
+        return g * (out * out * out) * -0.5
+    t = out * out
+    t *= out
+    t *= g
+    t *= -0.5
+    return t
+
+
+def _mean_dx(g: np.ndarray, out: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    return _expand_reduced(g * (1.0 / ops.reduced_count(x.shape, axis)), x.shape, axis, keepdims)
+
+
 def _square_dx(g: np.ndarray, out: Any, x: np.ndarray) -> np.ndarray:
     t = g * x
     if type(t) is not np.ndarray:  # 0-d: numpy gave a scalar
@@ -187,6 +201,7 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.tanh: (_tanh_dx,),
     ops.square: (_square_dx,),
     ops.sigmoid: (_sigmoid_dx,),
+    ops.rsqrt: (_rsqrt_dx,),
     ops.add: (lambda g, out, x, y: g, lambda g, out, x, y: g),
     ops.sub: (lambda g, out, x, y: g, lambda g, out, x, y: np.negative(unbroadcast_array(g, y.shape))),
     ops.mul: (lambda g, out, x, y: g * y, lambda g, out, x, y: g * x),
@@ -194,6 +209,7 @@ FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {
     ops.power: (_pow_dx, _pow_dy),
     ops._matmul: (_matmul_dx, _matmul_dy),
     ops.reduce_sum: (lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),),
+    ops.reduce_mean: (_mean_dx,),
     ops.softmax: (_softmax_dx,),
     ops.log_softmax: (_log_softmax_dx,),
     ops.reshape: (lambda g, out, x, shape: g.reshape(x.shape),),

@@ -39,8 +39,11 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     return summed.reshape(shape) if summed.shape != shape else summed
 
 
+@functools.lru_cache(maxsize=1024)
 def broadcast_axes(broadcast: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The axes of ``broadcast`` that broadcasting ``shape`` to it added (leading) or stretched (size 1)."""
+    """The axes of ``broadcast`` that broadcasting ``shape`` to it added (leading) or stretched (size 1).
+
+    Cached: a model asks the same few questions on every step (a bias's gradient, a LayerNorm's)."""
     lead = len(broadcast) - len(shape)
     stretched = tuple(lead + i for i, size in enumerate(shape) if size == 1 and broadcast[lead + i] != 1)
     return tuple(range(lead)) + stretched
@@ -142,6 +145,17 @@ log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))
 sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))
 square = Primitive("square", np.square, vjps=(lambda g, out, x: g * x * 2.0,), save=(0,))  # d(x^2) = 2x dx
 tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))
+
+
+def _rsqrt(x: np.ndarray) -> np.ndarray:
+    """1 / sqrt(x), the reciprocal taken in place on sqrt's result."""
+    root = np.sqrt(x)
+    return np.divide(1.0, root, out=root) if type(root) is np.ndarray else 1.0 / root
+
+
+rsqrt = Primitive(  # y = x^(-1/2):  dy/dx = -1/2 x^(-3/2) = -1/2 y^3
+    "rsqrt", _rsqrt, vjps=(lambda g, out, x: g * (out * out * out) * -0.5,), save=("out",)
+)  # fmt: skip
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -335,25 +349,61 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
     ``ones(rows) @ x`` likewise for a bias's gradient. The sum is the same up to rounding order;
     sums of more than `_BLAS_MAX_LENGTH` numbers each stay with numpy's more accurate pairwise sum.
     """
-    axes = (axis,) if isinstance(axis, int) else axis
-    n = x.ndim
-    if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and axes and x.flags.c_contiguous:
-        axes = tuple(sorted(a % n for a in axes))
-        k = len(axes)
-        kept = kept_shape(x.shape, axes) if keepdims else None
-        inner, outer = math.prod(x.shape[n - k :]), math.prod(x.shape[:k])
-        if axes == tuple(range(n - k, n)) and inner <= _BLAS_MAX_LENGTH:  # trailing axes: a dot product per row
-            out = x.reshape(-1, inner) @ _ones(inner, x.dtype)
-            return out.reshape(kept if keepdims else x.shape[: n - k])
-        if axes == tuple(range(k)) and outer <= _BLAS_MAX_LENGTH:  # leading axes: the rows added up
-            out = _ones(outer, x.dtype) @ x.reshape(outer, -1)
-            return out.reshape(kept if keepdims else x.shape[k:])
+    if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and x.flags.c_contiguous:
+        plan = _blas_sum_plan(x.shape, (axis,) if isinstance(axis, int) else tuple(axis), keepdims)
+        if plan is not None:
+            trailing, length, out_shape = plan
+            if trailing:  # a dot product per row
+                out = x.reshape(-1, length) @ _ones(length, x.dtype)
+            else:  # the rows added up
+                out = _ones(length, x.dtype) @ x.reshape(length, -1)
+            return out.reshape(out_shape)
     return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its Python wrapper
+
+
+@functools.lru_cache(maxsize=1024)
+def _blas_sum_plan(
+    shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool
+) -> tuple[bool, int, tuple[int, ...]] | None:
+    """How `sum_array` sums ``shape`` over ``axes`` with BLAS: (over the trailing axes?, the length
+    of each sum, the result's shape), or None when the axes are not a leading or trailing block."""
+    n = len(shape)
+    axes = tuple(sorted(a % n for a in axes))
+    k = len(axes)
+    if not k:
+        return None
+    out_shape = kept_shape(shape, axes) if keepdims else tuple(s for i, s in enumerate(shape) if i not in axes)
+    inner, outer = math.prod(shape[n - k :]), math.prod(shape[:k])
+    if axes == tuple(range(n - k, n)) and inner <= _BLAS_MAX_LENGTH:
+        return True, inner, out_shape
+    if axes == tuple(range(k)) and outer <= _BLAS_MAX_LENGTH:
+        return False, outer, out_shape
+    return None
 
 
 reduce_sum = Primitive(
     "sum", sum_array,
     vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g, x.shape, axis, keepdims),), save=(),
+)  # fmt: skip
+
+
+def reduced_count(shape: tuple[int, ...], axis: tuple[int, ...]) -> int:
+    """How many entries of ``shape`` each sum over ``axis`` adds up."""
+    return math.prod([shape[a] for a in axis])
+
+
+def _mean_array(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """The sum over ``axis`` divided by the count, scaled in place."""
+    total = sum_array(x, axis, keepdims)
+    scale = 1.0 / reduced_count(x.shape, axis)
+    return np.multiply(total, scale, out=total) if type(total) is np.ndarray else total * scale
+
+
+reduce_mean = Primitive(  # y = sum(x) / n:  every entry of x gets g / n
+    "mean", _mean_array,
+    vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g * (1.0 / reduced_count(x.shape, axis)), x.shape, axis,
+                                                            keepdims),),
+    save=(),
 )  # fmt: skip
 
 

@@ -241,6 +241,10 @@ class Tensor:
     def sqrt(self) -> Tensor:
         return _ops.sqrt(self)
 
+    def rsqrt(self) -> Tensor:
+        """``1 / sqrt(x)``, the reciprocal square root (as in a LayerNorm's ``1 / sqrt(var + eps)``)."""
+        return _ops.rsqrt(self)
+
     def tanh(self) -> Tensor:
         return _ops.tanh(self)
 
@@ -271,18 +275,18 @@ class Tensor:
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Average; integers and bools are averaged in float64, as numpy does."""
         axes = _ops.normalize_axes("mean", axis, self.shape)
-        count = int(np.prod([self.shape[a] for a in axes]))
+        count = _ops.reduced_count(self.shape, axes)
         if count == 0:
             raise ValueError(f"mean: cannot average over an empty axis (shape {self.shape}, axis {axis})")
         x = self if self.dtype.kind == "f" else self.astype(np.float64)
-        return _ops.reduce_sum(x, axis=axes, keepdims=keepdims) * (1.0 / count)
+        return _ops.reduce_mean(x, axis=axes, keepdims=keepdims)
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
         axes = _ops.normalize_axes("var", axis, self.shape)
         if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
             raise TypeError(f"var: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
-        count = int(np.prod([self.shape[a] for a in axes]))
+        count = _ops.reduced_count(self.shape, axes)
         if count == 0 or count - ddof <= 0:
             raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
         x = self if self.dtype.kind == "f" else self.astype(np.float64)

@@ -55,6 +55,12 @@ def _sum(data):
     return (lambda a: a.sum(axis=axis, keepdims=keepdims)), [data.draw(arrays(shape), label="x")]
 
 
+def _mean(data):
+    shape, axis = data.draw(shape_and_axis(), label="shape, axis")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    return (lambda a: a.mean(axis=axis, keepdims=keepdims)), [data.draw(arrays(shape), label="x")]
+
+
 def _softmax_family(method):
     def case(data):
         shape, axis = data.draw(shape_and_single_axis(), label="shape, axis")
@@ -104,6 +110,7 @@ CASES = {
     "exp": _unary(lambda a: a.exp()),
     "log": _unary(lambda a: a.log(), positive=True),
     "sqrt": _unary(lambda a: a.sqrt(), positive=True),
+    "rsqrt": _unary(lambda a: a.rsqrt(), positive=True),
     "tanh": _unary(lambda a: a.tanh()),
     "square": _unary(lambda a: a.square()),
     "sigmoid": _unary(lambda a: a.sigmoid()),
@@ -116,6 +123,7 @@ CASES = {
     "matmul": _matmul,
     "linear": _linear,
     "sum": _sum,
+    "mean": _mean,
     "softmax": _softmax_family("softmax"),
     "log_softmax": _softmax_family("log_softmax"),
     "reshape": _reshape,

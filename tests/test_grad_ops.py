@@ -18,6 +18,7 @@ UNARY = {
     "exp": (lambda x: x.exp(), np.exp, {}),
     "log": (lambda x: x.log(), np.log, {"positive": True}),
     "sqrt": (lambda x: x.sqrt(), np.sqrt, {"positive": True}),
+    "rsqrt": (lambda x: x.rsqrt(), lambda x: 1 / np.sqrt(x), {"positive": True}),
     "tanh": (lambda x: x.tanh(), np.tanh, {}),
     "sigmoid": (lambda x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x)), {}),
     "relu": (lambda x: x.relu(), lambda x: np.maximum(x, 0), {"away_from_zero": 0.01}),

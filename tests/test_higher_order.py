@@ -14,6 +14,7 @@ SECOND_DERIVATIVES = {
     "exp": (lambda x: x.exp(), lambda x: np.exp(x), {}),
     "log": (lambda x: x.log(), lambda x: -1 / x**2, {"positive": True}),
     "sqrt": (lambda x: x.sqrt(), lambda x: -0.25 * x**-1.5, {"positive": True}),
+    "rsqrt": (lambda x: x.rsqrt(), lambda x: 0.75 * x**-2.5, {"positive": True}),
     "tanh": (lambda x: x.tanh(), lambda x: -2 * np.tanh(x) * (1 - np.tanh(x) ** 2), {}),
     "sigmoid": (lambda x: x.sigmoid(), lambda x: (s := 1 / (1 + np.exp(-x))) * (1 - s) * (1 - 2 * s), {}),
     "cube": (lambda x: x**3, lambda x: 6 * x, {}),

@@ -52,7 +52,7 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     """
     centered = x - x.mean(axis=-1, keepdims=True)
     variance = centered.square().mean(axis=-1, keepdims=True)  # (..., 1)
-    y = centered * (variance + eps) ** -0.5  # the power acts on (..., 1): cheaper than dividing (..., C)
+    y = centered * (variance + eps).rsqrt()  # 1/sqrt acts on (..., 1): cheaper than dividing (..., C)
     if weight is not None:
         y = y * weight
     if bias is not None:
