@@ -110,17 +110,17 @@ def _seed(root: Tensor, gradient: Any, where: str) -> Tensor:
 def _topological_order(roots: list[Node]) -> list[Node]:
     """Nodes reachable from ``roots`` through inputs that require grad, inputs before users."""
     order: list[Node] = []
-    visited: set[int] = set()
+    visited: set[Node] = set()
     for root in roots:
-        if id(root) in visited:
+        if root in visited:
             continue
-        visited.add(id(root))
+        visited.add(root)
         stack = [(root, iter(root.inputs))]
         while stack:
             node, pending = stack[-1]
             for parent in pending:
-                if parent.requires_grad and id(parent) not in visited:
-                    visited.add(id(parent))
+                if parent.requires_grad and parent not in visited:
+                    visited.add(parent)
                     stack.append((parent, iter(parent.inputs)))
                     break
             else:
@@ -144,15 +144,15 @@ def _walk(
     The running gradients are plain arrays, except with ``create_graph=True``, where they are
     Tensors whose own graph is being recorded."""
     order = _topological_order(roots)
-    needed: set[int] | None = None
+    needed: set[Node] | None = None
     if wanted is not None:  # prune: only nodes that lead to a wanted node are worth visiting
-        wanted_ids = {id(n) for n in wanted if n is not None}
+        wanted_set = {n for n in wanted if n is not None}
         needed = set()
         for node in order:  # inputs come first, so their verdict is known
-            if id(node) in wanted_ids or any(id(p) in needed for p in node.inputs):
-                needed.add(id(node))
+            if node in wanted_set or any(p in needed for p in node.inputs):
+                needed.add(node)
     grads: dict[Node, Any] = {}  # node -> its gradient so far (an array; a Tensor with create_graph)
-    exclusive: set[int] = set()  # nodes whose gradient array is ours alone, so safe to add into in place
+    exclusive: set[Node] = set()  # nodes whose gradient array is ours alone, so safe to add into in place
     for root, seed in zip(roots, seeds):
         if create_graph:
             _accumulate_tensor(grads, root, seed)
@@ -169,13 +169,13 @@ def _walk(
                 continue
             op = node.op
             if wanted is not None:
-                if id(node) in wanted_ids:
+                if node in wanted_set:
                     found[node] = g
             elif op is None:
-                _write_leaf_grad(node, g, id(node) in exclusive, create_graph)
+                _write_leaf_grad(node, g, node in exclusive, create_graph)
             if op is None:
                 continue
-            owned = id(node) in exclusive and (wanted is None or id(node) not in wanted_ids)
+            owned = node in exclusive and (wanted is None or node not in wanted_set)
             if fast and op.fast_vjps is not None:
                 _visit_arrays(node, g, grads, exclusive, needed, owned)
             else:
@@ -191,7 +191,7 @@ def _walk(
 
 
 def _visit(
-    node: Node, g: Any, grads: dict, exclusive: set[int], needed: set[int] | None, create_graph: bool
+    node: Node, g: Any, grads: dict, exclusive: set[Node], needed: set[Node] | None, create_graph: bool
 ) -> None:  # fmt: skip
     """Run the engine vjps of ``node`` for each input that needs a gradient, and accumulate the results.
 
@@ -207,7 +207,7 @@ def _visit(
     if create_graph:  # the gradient's ops are drawn in the module of the op they differentiate
         STATE.scope, STATE.vjp_of = node.scope, node
     for i, parent in enumerate(parents):
-        if not parent.requires_grad or (needed is not None and id(parent) not in needed):
+        if not parent.requires_grad or (needed is not None and parent not in needed):
             continue
         vjp = op.vjp(i)
         if vjp is None:
@@ -237,7 +237,7 @@ def _visit(
 
 
 def _visit_arrays(
-    node: Node, g: np.ndarray, grads: dict, exclusive: set[int], needed: set[int] | None, owned: bool
+    node: Node, g: np.ndarray, grads: dict, exclusive: set[Node], needed: set[Node] | None, owned: bool
 ) -> None:
     """`_visit` through the primitive's plain-numpy vjps (`autograd.fast_vjps`): no Tensors, no graph.
 
@@ -257,15 +257,15 @@ def _visit_arrays(
     g_base = g if g.base is None else g.base  # what views of g share
     if owned:
         for i, parent in enumerate(parents):
-            if parent.requires_grad and (needed is None or id(parent) in needed) and op.fast_vjps[i] is not None:
+            if parent.requires_grad and (needed is None or parent in needed) and op.fast_vjps[i] is not None:
                 last, receivers = i, receivers + 1
     for i, parent in enumerate(parents):
-        if not parent.requires_grad or (needed is not None and id(parent) not in needed):
+        if not parent.requires_grad or (needed is not None and parent not in needed):
             continue
         vjp = op.fast_vjps[i]
         if vjp is None:
             continue
-        if op.fast_add_into is not None and id(parent) in exclusive:  # a gradient array of ours exists
+        if op.fast_add_into is not None and parent in exclusive:  # a gradient array of ours exists
             so_far = grads[parent]
             if g.dtype == so_far.dtype and op.fast_add_into(so_far, g, out, *inputs, **node.attrs):
                 continue
@@ -298,26 +298,26 @@ def _visit_arrays(
         else:  # the first gradient for this input (`_accumulate`'s first case, inlined: the common one)
             grads[parent] = gi
             if fresh:
-                exclusive.add(id(parent))
+                exclusive.add(parent)
 
 
-def _accumulate(grads: dict, exclusive: set[int], node: Node, g: np.ndarray, fresh: bool) -> None:
+def _accumulate(grads: dict, exclusive: set[Node], node: Node, g: np.ndarray, fresh: bool) -> None:
     """grads[node] += g, in place only into an array this walk allocated itself (``fresh``: g is one)."""
     previous = grads.get(node)
     if previous is None:
         grads[node] = g
         if fresh:
-            exclusive.add(id(node))
-    elif id(node) in exclusive:
+            exclusive.add(node)
+    elif node in exclusive:
         np.add(previous, g, out=previous)
     elif fresh and g.dtype == previous.dtype and g.ndim:  # add into the new array instead
         np.add(g, previous, out=g)
         grads[node] = g
-        exclusive.add(id(node))
+        exclusive.add(node)
     else:
         total = previous + g
         grads[node] = total if type(total) is np.ndarray else np.asarray(total)
-        exclusive.add(id(node))
+        exclusive.add(node)
 
 
 def _accumulate_tensor(grads: dict, node: Node, g: Tensor) -> None:

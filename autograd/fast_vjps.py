@@ -16,6 +16,7 @@ primitive listed here. Inputs a primitive did not save arrive as shape-only `Nod
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -185,12 +186,29 @@ def _getitem_add_into(buffer: np.ndarray, g: np.ndarray, out: Any, x: Any, index
     Returns False (and the ordinary vjp runs) for an index that needs `np.add.at` (mixed kinds), or
     integer arrays into a gradient that is not in C order."""
     if ops._is_basic(index):
-        buffer[index] += g
+        _add_in_memory_order(buffer[index], g)
     elif buffer.flags.c_contiguous and all(isinstance(i, np.ndarray) for i in index):
         ops._segment_sum(buffer, index, g)  # adds through a reshaped view: needs C order
     else:
         return False
     return True
+
+
+def _add_in_memory_order(target: np.ndarray, g: np.ndarray) -> None:
+    """``target += g``, walking both in the order ``g`` lies in memory when neither is C-ordered
+    (attention's ``dq``, a transposed view, into a strided slot of the q/k/v gradient): numpy
+    would follow the target's axis order and read ``g`` in short scattered runs, about 1.4x
+    slower at every size measured."""
+    if not g.flags.c_contiguous and not target.flags.c_contiguous and g.ndim > 1:
+        order = _memory_order(g.strides)
+        target, g = target.transpose(order), g.transpose(order)
+    np.add(target, g, out=target)
+
+
+@functools.lru_cache(maxsize=256)
+def _memory_order(strides: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes from the largest stride to the smallest: the transpose that is (nearly) C-ordered."""
+    return tuple(sorted(range(len(strides)), key=lambda axis: -abs(strides[axis])))
 
 
 FAST_VJPS: dict[ops.Primitive, tuple[Any, ...]] = {

@@ -465,6 +465,8 @@ reshape = Primitive(
     "reshape", lambda x, shape: x.reshape(shape),
     vjps=(lambda g, out, x, shape: g.reshape(x.shape),), save=(), explain=_explain_reshape,
 )  # fmt: skip
+
+
 @functools.lru_cache(maxsize=256)
 def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
     """The axes that undo ``transpose(axes)``: ``inverse[axes[i]] = i`` (cached: models reuse a few)."""
