@@ -290,10 +290,14 @@ def _explain_matmul(op: str, error: Exception, x: Tensor, y: Tensor) -> str:
 
 def _matmul_forward(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """np.matmul, with a batch of rows times one matrix done as one big product (numpy would loop
-    over the batch, one small BLAS call each)."""
-    if y.ndim == 2 and x.ndim > 2 and x.shape[-1] == y.shape[0]:
-        rows = math.prod(x.shape[:-1])  # not -1: that cannot be inferred when a size is 0
-        return np.matmul(x.reshape(rows, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[1])
+    over the batch, one small BLAS call each). Two matrices go to np.dot: for 2-D operands it is the
+    same product (the same BLAS call) with 0.4 us less of numpy's dispatch."""
+    if y.ndim == 2:
+        if x.ndim == 2:
+            return np.dot(x, y)
+        if x.ndim > 2 and x.shape[-1] == y.shape[0]:
+            rows = math.prod(x.shape[:-1])  # not -1: that cannot be inferred when a size is 0
+            return np.dot(x.reshape(rows, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[1])
     return np.matmul(x, y)
 
 

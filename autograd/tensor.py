@@ -14,6 +14,8 @@ import numpy as np
 
 from autograd.primitive import Node
 
+_new_object = object.__new__
+
 DEFAULT_DTYPE = np.dtype(np.float32)
 Axis = int | Sequence[int] | None
 
@@ -52,10 +54,11 @@ class Tensor:
         self.name = None
         self._node = None
 
-    @classmethod
-    def _make(cls, data: np.ndarray, node: Node | None, requires_grad: bool) -> Tensor:
-        """Fast internal constructor for op results (no validation)."""
-        tensor = object.__new__(cls)
+    @staticmethod
+    def _make(data: np.ndarray, node: Node | None, requires_grad: bool) -> Tensor:
+        """Fast internal constructor for op results (no validation). A staticmethod calling a bound
+        ``object.__new__``: about 0.1 us less than a classmethod, paid by every op."""
+        tensor = _new_object(Tensor)
         tensor.data = data
         tensor.grad = None
         tensor._requires_grad = requires_grad
@@ -199,6 +202,8 @@ class Tensor:
         return _ops.power(lift(other, self), self)
 
     def __matmul__(self, other: Any) -> Tensor:
+        if type(other) is Tensor and self.data.ndim >= 2 and other.data.ndim >= 2:  # no 1-D operand to promote
+            return _ops._matmul(self, other)
         return _ops.matmul(self, other if type(other) is Tensor else as_tensor(other, "matmul operand"))
 
     def __rmatmul__(self, other: Any) -> Tensor:
