@@ -53,7 +53,7 @@ class CaptureError(RuntimeError):
 class _Step:
     """One recorded primitive call, in terms of value slots."""
 
-    __slots__ = ("op", "inputs", "attrs", "out", "grad", "keep", "scope", "release")
+    __slots__ = ("op", "inputs", "attrs", "out", "grad", "keep", "scope", "release", "is_output")
 
     def __init__(self, op: Primitive, inputs: tuple[int, ...], attrs: dict, out: int, grad: bool,
                  keep: tuple[bool, ...], scope: tuple[str, ...]) -> None:  # fmt: skip
@@ -62,6 +62,7 @@ class _Step:
         self.keep = keep  # which of (out, *inputs) that node saves for its vjps
         self.scope = scope
         self.release: tuple[int, ...] = ()  # slots no later step reads: dropped after this one
+        self.is_output = False  # its result is one the function returns
 
 
 class _Recorder:
@@ -146,6 +147,8 @@ class _Trace:
         self.signature = _external_signature([t for _, t in self.externals])
         self.verified = False
         self._plan_releases()
+        for step in self.steps:
+            step.is_output = step.out in self.outputs
 
     def _plan_releases(self) -> None:
         """After its last reader, a step's result leaves the slot table (its node may still save it)."""
@@ -169,10 +172,15 @@ class _Trace:
         for slot, tensor in sources.items():
             values[slot] = tensor.data
         make = Tensor._make
-        outputs = set(self.outputs)
         results: dict[int, Tensor] = {}
         for step in self.steps:
-            arrays = [values[slot] for slot in step.inputs]
+            slots = step.inputs
+            if len(slots) == 2:  # most ops: spelled out, no list to build
+                arrays: Sequence[Any] = (values[slots[0]], values[slots[1]])
+            elif len(slots) == 1:
+                arrays = (values[slots[0]],)
+            else:
+                arrays = [values[slot] for slot in slots]
             out = step.op.forward(*arrays, **step.attrs)
             if type(out) is not np.ndarray:
                 out = np.asarray(out)
@@ -180,14 +188,14 @@ class _Trace:
             if step.grad:
                 tensor = make(out, None, True)
                 parents = []
-                for slot in step.inputs:
+                for slot in slots:
                     node = nodes[slot]
                     if node is None:  # an argument, an external, or a result that needs no grad
                         source = sources[slot] if slot in sources else make(values[slot], None, False)
                         node = nodes[slot] = node_of(source)
                     parents.append(node)
                 keep = step.keep
-                if len(arrays) == 2:  # most ops: spelled out, a third of the cost of the general form
+                if len(arrays) == 2:
                     saved = (out if keep[0] else None, arrays[0] if keep[1] else None, arrays[1] if keep[2] else None)
                 elif len(arrays) == 1:
                     saved = (out if keep[0] else None, arrays[0] if keep[1] else None)
@@ -195,10 +203,10 @@ class _Trace:
                     saved = (out if keep[0] else None, *[a if k else None for a, k in zip(arrays, keep[1:])])
                 node = tensor._node = nodes[step.out] = Node(step.op, tuple(parents), saved, step.attrs, tensor, True)
                 node.scope = step.scope
-            else:
-                tensor = make(out, None, False) if step.out in outputs else None
-            if step.out in outputs:
-                results[step.out] = tensor
+                if step.is_output:
+                    results[step.out] = tensor
+            elif step.is_output:
+                results[step.out] = make(out, None, False)
             for slot in step.release:
                 values[slot] = None
         found = [results[s] if s in results else sources[s] for s in self.outputs]
