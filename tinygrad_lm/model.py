@@ -211,8 +211,11 @@ class GPT(Module):
             known = self.__dict__["_replayable_at"] = (version, not (dropping or recording))
         return known[1]
 
-    def _positions(self, T: int, cache: KVCache | None) -> np.ndarray:
-        """The positions of ``T`` new tokens: 0 .. T-1, or right after those already in ``cache``."""
+    def _positions(self, T: int, cache: KVCache | None) -> slice:
+        """The positions of ``T`` new tokens: 0 .. T-1, or right after those already in ``cache``.
+
+        A slice, not an index array: the position embeddings are then a view of consecutive rows,
+        and their gradient is added into those rows directly (no scatter by index)."""
         start = 0
         if cache is not None:
             if ag.is_grad_enabled():
@@ -223,7 +226,7 @@ class GPT(Module):
                 f"GPT: sequence of length {start + T} is longer than block_size={self.config.block_size}; "
                 "crop it to the last block_size tokens"
             )
-        return np.arange(start, start + T)
+        return slice(start, start + T)
 
     @ag.no_grad()
     def attention_weights(self, idx: Any) -> list[np.ndarray]:

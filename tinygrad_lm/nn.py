@@ -457,7 +457,9 @@ class Linear(Module):
 class Embedding(Module):
     """A table of ``num_embeddings`` vectors of size ``embedding_dim``; ``forward(ids)`` looks rows up.
 
-    The lookup is the engine's integer-array index, whose backward scatter-adds into the rows used.
+    ``ids`` is an integer array (any shape), or a slice of consecutive rows (a GPT's positions
+    ``0 .. T-1``). The lookup is the engine's index: by integer array its backward scatter-adds
+    into the rows used; by slice it is a view, whose gradient goes into those rows directly.
     """
 
     def __init__(
