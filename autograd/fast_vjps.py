@@ -145,7 +145,7 @@ def _rsqrt_dx(g: np.ndarray, out: np.ndarray, x: Any) -> np.ndarray:
 
 
 def _mean_dx(g: np.ndarray, out: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return _expand_reduced(g * (1.0 / ops.reduced_count(x.shape, axis)), x.shape, axis, keepdims)
+    return _expand_reduced(g * ops.mean_scale(x.shape, axis), x.shape, axis, keepdims)
 
 
 def _square_dx(g: np.ndarray, out: Any, x: np.ndarray) -> np.ndarray:
@@ -186,7 +186,11 @@ def _getitem_add_into(buffer: np.ndarray, g: np.ndarray, out: Any, x: Any, index
     Returns False (and the ordinary vjp runs) for an index that needs `np.add.at` (mixed kinds), or
     integer arrays into a gradient that is not in C order."""
     if ops._is_basic(index):
-        _add_in_memory_order(buffer[index], g)
+        target = buffer[index]
+        if type(target) is np.ndarray:  # a view (else one element, picked whole: a scalar copy)
+            _add_in_memory_order(target, g)
+        else:
+            buffer[index] += g
     elif buffer.flags.c_contiguous and all(isinstance(i, np.ndarray) for i in index):
         ops._segment_sum(buffer, index, g)  # adds through a reshaped view: needs C order
     else:

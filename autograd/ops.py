@@ -149,8 +149,8 @@ tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),
 
 def _rsqrt(x: np.ndarray) -> np.ndarray:
     """1 / sqrt(x), the reciprocal taken in place on sqrt's result."""
-    root = np.sqrt(x)
-    return np.divide(1.0, root, out=root) if type(root) is np.ndarray else 1.0 / root
+    root = np.asarray(np.sqrt(x))  # an array even for 0-d input (numpy returns a scalar there)
+    return np.divide(1.0, root, out=root)
 
 
 rsqrt = Primitive(  # y = x^(-1/2):  dy/dx = -1/2 x^(-3/2) = -1/2 y^3
@@ -358,7 +358,8 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
     sums of more than `_BLAS_MAX_LENGTH` numbers each stay with numpy's more accurate pairwise sum.
     """
     if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and x.flags.c_contiguous:
-        plan = _blas_sum_plan(x.shape, (axis,) if isinstance(axis, int) else tuple(axis), keepdims)
+        axes = axis if type(axis) is tuple else (int(axis),) if isinstance(axis, (int, np.integer)) else None
+        plan = None if axes is None else _blas_sum_plan(x.shape, axes, keepdims)
         if plan is not None:
             trailing, length, out_shape = plan
             if trailing:  # a dot product per row
@@ -400,17 +401,21 @@ def reduced_count(shape: tuple[int, ...], axis: tuple[int, ...]) -> int:
     return math.prod([shape[a] for a in axis])
 
 
+def mean_scale(shape: tuple[int, ...], axis: tuple[int, ...]) -> float:
+    """``1 / n`` for a mean of ``n`` entries (NaN for none, as numpy's mean of nothing)."""
+    count = reduced_count(shape, axis)
+    return 1.0 / count if count else math.nan
+
+
 def _mean_array(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """The sum over ``axis`` divided by the count, scaled in place."""
-    total = sum_array(x, axis, keepdims)
-    scale = 1.0 / reduced_count(x.shape, axis)
-    return np.multiply(total, scale, out=total) if type(total) is np.ndarray else total * scale
+    """The sum over ``axis`` divided by the count, scaled in place (in the sum's own dtype)."""
+    total = np.asarray(sum_array(x, axis, keepdims))  # an array even when numpy returns a scalar
+    return np.multiply(total, mean_scale(x.shape, axis), out=total)
 
 
 reduce_mean = Primitive(  # y = sum(x) / n:  every entry of x gets g / n
     "mean", _mean_array,
-    vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g * (1.0 / reduced_count(x.shape, axis)), x.shape, axis,
-                                                            keepdims),),
+    vjps=(lambda g, out, x, axis, keepdims: _expand_reduced(g * mean_scale(x.shape, axis), x.shape, axis, keepdims),),
     save=(),
 )  # fmt: skip
 

@@ -21,8 +21,9 @@ def test_python_data_becomes_float32_and_arrays_keep_their_dtype():
 def test_numbers_on_either_side_keep_the_tensor_dtype(dtype):
     x = Tensor(np.ones(3, dtype=dtype), requires_grad=True)
     for y in (x + 1, 1 + x, x * 2.5, 2.5 * x, x - 1.0, 1.0 - x, x / 3, 3 / x, x**2, 2.0**x, -x,
-              x * np.float64(2.0), ag.maximum(x, 0.5), ag.where(x.data > 0, x, 0.0)):  # fmt: skip
-        assert y.dtype == dtype
+              x * np.float64(2.0), ag.maximum(x, 0.5), ag.where(x.data > 0, x, 0.0),
+              x.mean(), x.sum(), x.rsqrt(), x[0].rsqrt(), x[0].mean()):  # fmt: skip (0-d results too)
+        assert y.dtype == dtype and type(y.data) is np.ndarray
     y = (x * 2.0).sum()
     y.backward()
     assert x.grad.dtype == dtype

@@ -181,6 +181,7 @@ SLICE_PATTERNS = {
     "overlapping slices": lambda a: a[1:] * a[:-1] + a[::2].sum(),
     "rows picked twice": lambda a: a[np.array([0, 2, 0])] * a[np.array([1, 1, 2])] + a[np.array([2])],
     "after another use": lambda a: a.tanh()[..., :3] + a[..., 1:4] * a[..., 2:5],
+    "one element picked twice": lambda a: a[(1,) * a.ndim] * a[(1,) * a.ndim] * a[(2,) * a.ndim],
     # the slices' gradients arrive as transposed views (attention's q, k, v heads), added in their memory order
     "transposed slices": lambda a: (
         (a[..., 0:2].transpose(0, -1) * 2.0).exp() + a[..., 2:4].transpose(0, -1) * a[..., 4:6].transpose(0, -1)

@@ -215,7 +215,7 @@ class GPT(Module):
         """The positions of ``T`` new tokens: 0 .. T-1, or right after those already in ``cache``.
 
         A slice, not an index array: the position embeddings are then a view of consecutive rows,
-        and their gradient is added into those rows directly (no scatter by index)."""
+        whose backward writes into those rows (no scatter by index)."""
         start = 0
         if cache is not None:
             if ag.is_grad_enabled():

@@ -459,7 +459,7 @@ class Embedding(Module):
 
     ``ids`` is an integer array (any shape), or a slice of consecutive rows (a GPT's positions
     ``0 .. T-1``). The lookup is the engine's index: by integer array its backward scatter-adds
-    into the rows used; by slice it is a view, whose gradient goes into those rows directly.
+    into the rows used; by slice it is a view, whose backward writes into those rows (no scatter).
     """
 
     def __init__(
