@@ -9,6 +9,8 @@ A replay calls the same forward functions on the same kinds of arrays and record
 gradients and `viz` see no difference. What it skips is everything around the primitives: module
 calls, method dispatch, argument checks, axis and shape arithmetic, lifting numbers to tensors. In a
 small model that Python is most of the forward pass (about 25 µs per op against 2 µs of numpy).
+A replay also writes an elementwise result into an input array that nothing needs any more, as a
+hand-written forward reuses its buffers (see `_Trace._plan_in_place`): the values are the same.
 
 The contract is the one of ``torch.jit.trace`` and ``jax.jit``:
 
@@ -41,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from autograd import ops
 from autograd.primitive import STATE, Node, Primitive, no_grad, node_of
 from autograd.tensor import Tensor, as_tensor
 
@@ -53,7 +56,7 @@ class CaptureError(RuntimeError):
 class _Step:
     """One recorded primitive call, in terms of value slots."""
 
-    __slots__ = ("op", "inputs", "attrs", "out", "grad", "keep", "scope", "release", "is_output")
+    __slots__ = ("op", "inputs", "attrs", "out", "grad", "keep", "scope", "release", "is_output", "in_place")
 
     def __init__(self, op: Primitive, inputs: tuple[int, ...], attrs: dict, out: int, grad: bool,
                  keep: tuple[bool, ...], scope: tuple[str, ...]) -> None:  # fmt: skip
@@ -63,6 +66,7 @@ class _Step:
         self.scope = scope
         self.release: tuple[int, ...] = ()  # slots no later step reads: dropped after this one
         self.is_output = False  # its result is one the function returns
+        self.in_place: int | None = None  # the input whose array the replay writes the result into
 
 
 class _Recorder:
@@ -78,6 +82,7 @@ class _Recorder:
         self.steps: list[_Step] = []
         self.watchers: list[weakref.ref] = []
         self.arg_arrays = [t.data for t in args]
+        self.layout: dict[int, tuple] = {slot: _layout(t.data) for slot, t in enumerate(args)}  # slot -> array kind
 
     def append(self, call: tuple[Primitive, tuple[Tensor, ...], dict, Tensor]) -> None:
         op, inputs, attrs, out = call
@@ -88,8 +93,10 @@ class _Recorder:
             if slot is None:  # not an argument nor a recorded result: a parameter, buffer or constant
                 slot = self.slot_of[id(t)] = self._new_slot()
                 self.externals.append((slot, t))
+                self.layout[slot] = _layout(t.data)
             slots.append(slot)
         slot = self.slot_of[id(out)] = self._new_slot()
+        self.layout[slot] = _layout(out.data)
         self.watchers.append(weakref.ref(out, functools.partial(self._forget, id(out), slot)))
         node = out._node
         grad = node is not None and node.op is op
@@ -149,6 +156,7 @@ class _Trace:
         self._plan_releases()
         for step in self.steps:
             step.is_output = step.out in self.outputs
+        self._plan_in_place(recorder.layout)
 
     def _plan_releases(self) -> None:
         """After its last reader, a step's result leaves the slot table (its node may still save it)."""
@@ -163,6 +171,55 @@ class _Trace:
                 releases.setdefault(last_read.get(step.out, position), []).append(step.out)
         for position, slots in releases.items():
             self.steps[position].release = tuple(slots)
+
+    def _plan_in_place(self, layout: dict[int, tuple]) -> None:
+        """Let an elementwise step write its result into an input array that nothing needs any more,
+        as a hand-written forward reuses its buffers: the sum ``x @ W.T + b`` goes into the product's
+        array, GELU's ``x^2 * c + d`` into ``x^2``'s. Fewer fresh arrays mean fewer cache misses: a
+        (512, 256) bias add takes half the time in place.
+
+        An input qualifies when it has the result's shape, dtype and (C) layout, and no array that may
+        share its memory (its views, the array it is a view of) is an argument or a tensor from
+        outside, is returned, is kept by a node for backward, or is read by a later step. Ops not known
+        to return new memory are taken to return views of all their inputs. Only replays write in place
+        (a traced call runs the function as written), so this changes no value, only where it lives."""
+        group = list(range(self.n_slots))  # union-find over slots that may share memory
+
+        def find(slot: int) -> int:
+            while group[slot] != slot:
+                group[slot] = group[group[slot]]
+                slot = group[slot]
+            return slot
+
+        members: dict[int, list[int]] = {slot: [slot] for slot in range(self.n_slots)}
+
+        def join(a: int, b: int) -> None:
+            a, b = find(a), find(b)
+            if a != b:
+                group[b] = a
+                members[a].extend(members.pop(b))
+
+        last_read: dict[int, int] = {}
+        kept: set[int] = set()  # slots whose array some node saves
+        for position, step in enumerate(self.steps):
+            for slot in step.inputs:
+                last_read[slot] = position
+            if step.grad:
+                kept.update(slot for slot, keep in zip((step.out, *step.inputs), step.keep) if keep)
+        pinned = set(range(self.n_args)) | {slot for slot, _ in self.externals} | set(self.outputs) | kept
+        for position, step in enumerate(self.steps):
+            if step.op in _WRITES_INTO_INPUT and not step.attrs and layout[step.out][2]:
+                for k, slot in enumerate(step.inputs):
+                    if step.inputs.count(slot) == 1 and layout[slot] == layout[step.out] and all(
+                        member not in pinned and last_read.get(member, -1) <= position
+                        for member in members[find(slot)]
+                    ):
+                        step.in_place = k
+                        join(slot, step.out)  # the result lives in that array from now on
+                        break
+            elif step.op not in _FRESH_RESULT:
+                for slot in step.inputs:  # a view, maybe: the result may share memory with any input
+                    join(slot, step.out)
 
     def replay(self, args: Sequence[Tensor]) -> Any:
         values: list[Any] = [None] * self.n_slots
@@ -181,7 +238,10 @@ class _Trace:
                 arrays = (values[slots[0]],)
             else:
                 arrays = [values[slot] for slot in slots]
-            out = step.op.forward(*arrays, **step.attrs)
+            if step.in_place is None:
+                out = step.op.forward(*arrays, **step.attrs)
+            else:
+                out = step.op.forward(*arrays, out=arrays[step.in_place])
             if type(out) is not np.ndarray:
                 out = np.asarray(out)
             values[step.out] = out
@@ -211,6 +271,20 @@ class _Trace:
                 values[slot] = None
         found = [results[s] if s in results else sources[s] for s in self.outputs]
         return found[0] if self.single else self.container(found)
+
+
+def _layout(array: np.ndarray) -> tuple:
+    """What an array must match for a result to be written into it: (shape, dtype, C-ordered and
+    more than one number). Scalars are left alone: a node keeps a one-number result for drawing."""
+    return array.shape, array.dtype, array.flags.c_contiguous and array.size > 1
+
+
+# Primitives whose forward is a numpy ufunc (so it takes ``out=``), and those known to return new memory.
+_WRITES_INTO_INPUT = frozenset({
+    ops.neg, ops.exp, ops.log, ops.sqrt, ops.square, ops.tanh, ops.absolute,
+    ops.add, ops.sub, ops.mul, ops.div, ops.power, ops.maximum, ops.minimum,
+})  # fmt: skip
+_FRESH_RESULT = _WRITES_INTO_INPUT | {ops._matmul, ops.softmax, ops.log_softmax, ops.sigmoid, ops.rsqrt}
 
 
 def _external_signature(tensors: Sequence[Tensor]) -> list[tuple]:

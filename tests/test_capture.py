@@ -343,3 +343,87 @@ def test_trace_after_lets_shapes_seen_once_simply_run():
     assert captured.stats == {"traces": 1, "replays": 2, "direct": 5}
     with pytest.raises(ValueError, match="trace_after"):
         ag.capture(lambda x: x, trace_after=-1)
+
+
+# A replay writes an elementwise result into an input array nothing needs any more. These functions
+# share their intermediates in each way such a write could go wrong if it were made anyway.
+def _view_read_later(x, w):
+    y = x * w
+    v = y.reshape(-1)  # a view of y, read after y's last direct use below
+    z = y + 1.0
+    return z * 3.0 + v.reshape(z.shape)
+
+
+def _transposed_view_read_later(x, w):
+    y = x * w
+    t = y.T
+    return (y + 1.0) + t.T
+
+
+def _kept_for_backward(x, w):
+    y = x * 2.0
+    z = y * w  # mul keeps y for w's gradient
+    return z + 1.0
+
+
+def _argument_and_parameter(x, w):
+    return (x + w) * (w - x)
+
+
+def _returned_and_used(x, w):
+    y = x * w
+    return y, y + 1.0
+
+
+def _same_array_twice(x, w):
+    y = x * w
+    return y * y + 1.0
+
+
+def _long_chain(x, w):
+    h = (x * w + 1.0).tanh()
+    return ((h * h) * 0.5 - h).exp() / (h + 2.0) - (h - 0.5).square()
+
+
+IN_PLACE_HAZARDS = [
+    _view_read_later, _transposed_view_read_later, _kept_for_backward, _argument_and_parameter,
+    _returned_and_used, _same_array_twice, _long_chain,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fn", IN_PLACE_HAZARDS, ids=lambda fn: fn.__name__)
+@pytest.mark.parametrize("w_shape", [(3, 4), (4,)], ids=["same shape", "broadcast"])
+def test_results_written_in_place_change_no_value_gradient_or_input(fn, w_shape):
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal(w_shape), requires_grad=True)
+    captured = ag.capture(lambda x: fn(x, w))
+    for _ in range(4):  # traced, replayed and checked, replayed twice
+        x_array = rng.standard_normal((3, 4))
+        x_before, w_before = x_array.copy(), w.data.copy()
+        outs = []
+        for f in (captured, lambda x: fn(x, w)):
+            w.grad = None
+            x = Tensor(x_array, requires_grad=True)
+            y = f(x)
+            ys = y if isinstance(y, tuple) else (y,)
+            sum((t * t).sum() for t in ys).backward()
+            outs.append(([t.data.copy() for t in ys], x.grad.data.copy(), w.grad.data.copy()))
+            np.testing.assert_array_equal(x_array, x_before)  # an argument is never written into
+            np.testing.assert_array_equal(w.data, w_before)  # nor a tensor from outside
+        (got_ys, got_gx, got_gw), (want_ys, want_gx, want_gw) = outs
+        for got, want in zip(got_ys, want_ys):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_gx, want_gx)
+        np.testing.assert_array_equal(got_gw, want_gw)
+
+
+def test_a_linear_layer_and_gelu_reuse_their_arrays_when_replayed():
+    """``x @ W.T + b`` adds into the product's array; GELU's ``x^2 * c + d`` into ``x^2``'s."""
+    rng = np.random.default_rng(0)
+    w, b = Tensor(rng.standard_normal((8, 4)), requires_grad=True), Tensor(np.zeros(8), requires_grad=True)
+    captured = ag.capture(lambda x: F.gelu(F.linear(x, w, b)))
+    for _ in range(2):
+        captured(Tensor(rng.standard_normal((2, 3, 4)), requires_grad=True))
+    trace = next(iter(captured._traces.values()))
+    written = [(step.op.name, step.in_place) for step in trace.steps if step.in_place is not None]
+    assert written == [("add", 0), ("mul", 0), ("add", 0)]  # + b, x^2 * c, + d
