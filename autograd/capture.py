@@ -35,6 +35,7 @@ checked. Under `detect_anomaly` the function simply runs.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 import weakref
 from collections import OrderedDict
@@ -207,6 +208,11 @@ class _Trace:
             if step.grad:
                 kept.update(slot for slot, keep in zip((step.out, *step.inputs), step.keep) if keep)
         pinned = set(range(self.n_args)) | {slot for slot, _ in self.externals} | set(self.outputs) | kept
+        for step in self.steps:
+            if not step.op.trusted or math.prod(layout[step.out][0]) == 1:
+                # A primitive of the user's may return memory it keeps (a table, a cache), and a node
+                # keeps a one-number result for drawing: neither is ever written into.
+                pinned.add(step.out)
         for position, step in enumerate(self.steps):
             if step.op in _WRITES_INTO_INPUT and not step.attrs and layout[step.out][2]:
                 for k, slot in enumerate(step.inputs):
@@ -238,10 +244,10 @@ class _Trace:
                 arrays = (values[slots[0]],)
             else:
                 arrays = [values[slot] for slot in slots]
-            if step.in_place is None:
-                out = step.op.forward(*arrays, **step.attrs)
-            else:
+            if step.in_place is not None and arrays[step.in_place].flags.writeable:
                 out = step.op.forward(*arrays, out=arrays[step.in_place])
+            else:
+                out = step.op.forward(*arrays, **step.attrs)
             if type(out) is not np.ndarray:
                 out = np.asarray(out)
             values[step.out] = out
@@ -274,9 +280,10 @@ class _Trace:
 
 
 def _layout(array: np.ndarray) -> tuple:
-    """What an array must match for a result to be written into it: (shape, dtype, C-ordered and
-    more than one number). Scalars are left alone: a node keeps a one-number result for drawing."""
-    return array.shape, array.dtype, array.flags.c_contiguous and array.size > 1
+    """What an array must match for a result to be written into it: (shape, dtype, writeable,
+    C-ordered and more than one number). A broadcast view is read-only, and a node keeps a
+    one-number result for drawing."""
+    return array.shape, array.dtype, array.flags.writeable and array.flags.c_contiguous and array.size > 1
 
 
 # Primitives whose forward is a numpy ufunc (so it takes ``out=``), and those known to return new memory.
@@ -358,17 +365,29 @@ class Captured:
             return self._trace(signature, tensors)
         self._traces.move_to_end(signature)
         self.stats["replays"] += 1
-        result = trace.replay(tensors)
-        if not trace.verified and not self._check(trace, tensors, result):
+        if trace.verified:
+            return trace.replay(tensors)
+        try:
+            result, failed = trace.replay(tensors), None
+        except Exception as error:  # noqa: BLE001 (any failure of a first replay means: do not replay)
+            result, failed = None, error
+        if failed is not None or not self._check(trace, tensors, result):
             del self._traces[signature]
             self._direct.add(signature)  # not replayable: called from now on
-            message = (
-                f"capture: replaying {getattr(self.fn, '__qualname__', self.fn)!r} gave a different result than "
-                "calling it: it reads its inputs' values in Python, draws random numbers or has side effects. "
-                "It is called, not replayed, from now on."
-            )
+            name = getattr(self.fn, "__qualname__", self.fn)
+            if failed is None:
+                message = (
+                    f"capture: replaying {name!r} gave a different result than calling it: it reads its inputs' "
+                    "values in Python, draws random numbers or has side effects. It is called, not replayed, from "
+                    "now on."
+                )
+            else:
+                message = (
+                    f"capture: replaying {name!r} raised {type(failed).__name__}: {failed}. It is called, not "
+                    "replayed, from now on."
+                )
             if not self.fallback:
-                raise CaptureError(message)
+                raise CaptureError(message) from failed
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             result = self.fn(*tensors)
         return result

@@ -427,3 +427,62 @@ def test_a_linear_layer_and_gelu_reuse_their_arrays_when_replayed():
     trace = next(iter(captured._traces.values()))
     written = [(step.op.name, step.in_place) for step in trace.steps if step.in_place is not None]
     assert written == [("add", 0), ("mul", 0), ("add", 0)]  # + b, x^2 * c, + d
+
+
+def test_read_only_views_and_memory_a_primitive_keeps_are_never_written():
+    """An expand that only adds size-1 axes gives a read-only (broadcast) array of the right shape,
+    and a user's primitive may return memory it keeps (a table): a replay leaves both alone."""
+    table = np.arange(6.0).reshape(2, 3)
+    rows = ag.Primitive("rows", lambda x: table[: x.shape[0]], vjps=(lambda g, out, x: g * 0.0,), save=())
+    b = Tensor(np.ones((1, 3)))
+    cases = [
+        (lambda a: (a * 2.0).expand(1, 3) + b, (3,)),
+        (lambda a: rows(a * 1.0) * 3.0 + a, (2, 3)),
+    ]
+    for fn, shape in cases:
+        captured = ag.capture(fn)
+        for i in range(4):
+            x = Tensor(np.arange(float(np.prod(shape))).reshape(shape) + i, requires_grad=True)
+            np.testing.assert_array_equal(captured(x).data, fn(x).data)
+        np.testing.assert_array_equal(table, np.arange(6.0).reshape(2, 3))
+
+
+def test_a_one_number_view_keeps_its_value_for_drawing():
+    """A node keeps a one-number result (`Node.value`, drawn by viz): the array it views is not
+    written into after it, although nothing else reads it."""
+
+    def fn(a):
+        y = a * 2.0
+        first = y[0:1] * 3.0
+        return first.sum() + (y + 1.0).sum()
+
+    captured = ag.capture(fn)
+    for i in range(3):
+        a = Tensor(np.arange(4.0) + i, requires_grad=True)
+        out = captured(a)
+        picked = next(node for node in ag.graph.walk(out) if node.op_name == "getitem")
+        np.testing.assert_array_equal(picked.value, 2.0 * a.data[0:1])
+
+
+def test_a_first_replay_that_raises_falls_back_to_calling():
+    calls = []
+
+    def flaky(x):  # a primitive with a side effect: its second run fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("second run")
+        return x * 2.0
+
+    double = ag.Primitive("flaky", flaky, vjps=(lambda g, out, x: g * 2.0,), save=())
+    captured = ag.capture(lambda x: double(x) + 1.0, fallback=True)
+    x = Tensor(np.ones(3), requires_grad=True)
+    captured(x)  # traced
+    with pytest.warns(RuntimeWarning, match="raised ValueError: second run"):
+        np.testing.assert_array_equal(captured(x).data, np.full(3, 3.0))  # the replay failed: called instead
+    np.testing.assert_array_equal(captured(x).data, np.full(3, 3.0))
+    assert captured.stats == {"traces": 1, "replays": 1, "direct": 1}  # one replay tried, then called
+    calls.clear()
+    strict = ag.capture(lambda x: double(x) + 1.0)
+    strict(x)
+    with pytest.raises(ag.CaptureError, match="raised ValueError"):
+        strict(x)
