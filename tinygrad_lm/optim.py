@@ -268,8 +268,8 @@ class AdamW(Optimizer):
         weight_decay: float = 1e-2,
     ) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-        # Per group: (ids of its parameters, flat exp_avg, flat exp_avg_sq, offsets); see _flat_state.
-        self._flats: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray, list[int]]] = {}
+        # Per group: its parameters' ids, and the _FlatGroup its moments live in; see _flat_state.
+        self._flats: dict[int, tuple[tuple[int, ...], _FlatGroup]] = {}
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)
@@ -285,7 +285,7 @@ class AdamW(Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             flat = self._flat_state(index, params) if params else None
             if flat is not None:
-                self._update_flat(group, params, *flat)
+                self._update_flat(group, params, flat)
                 continue
             for p in params:
                 state = self.state.get(p)
@@ -320,59 +320,80 @@ class AdamW(Optimizer):
                 data *= 1.0 - lr * weight_decay
             data -= scratch
 
-    def _update_flat(
-        self, group: dict[str, Any], params: list[Tensor], m: np.ndarray, v: np.ndarray, bounds: list[int]
-    ) -> None:
+    def _update_flat(self, group: dict[str, Any], params: list[Tensor], flat: _FlatGroup) -> None:
         """One update of the whole group: a dozen numpy calls over the concatenated parameters
         instead of a dozen per parameter (the same arithmetic, so the same bits)."""
-        g = np.concatenate([p.grad.data.reshape(-1) for p in params])
-        t = self.state[params[0]]["step"] + 1
-        step = np.empty_like(g)
-        self._update(group, t, None, g, m, v, step)
+        np.concatenate([p.grad.data.reshape(-1) for p in params], out=flat.grad)
+        t = flat.states[0]["step"] + 1
+        self._update(group, t, None, flat.grad, flat.exp_avg, flat.exp_avg_sq, flat.step)
         decay = 1.0 - group["lr"] * group["weight_decay"]
-        for p, start, stop in zip(params, bounds, bounds[1:]):
-            self.state[p]["step"] = t
+        for p, state, step in zip(params, flat.states, flat.steps):
+            state["step"] = t
             if group["weight_decay"]:
                 p.data *= decay
-            p.data -= step[start:stop].reshape(p.shape)
+            p.data -= step
 
-    def _flat_state(self, index: int, params: list[Tensor]) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    def _flat_state(self, index: int, params: list[Tensor]) -> _FlatGroup | None:
         """The group's moments as two flat arrays of which every parameter's state holds a view, or
         None when the group is not updated as one (mixed dtypes of parameters or gradients, unequal
         step counts, or more than `FLAT_MAX_SIZE` numbers).
 
         Built on the first step (zeros) or after `load_state_dict` (copied in); reused while every
         state array is still a view of them."""
+        ids = tuple(map(id, params))
+        cached = self._flats.get(index)  # (ids, flat group)
+        if cached is not None and cached[0] == ids and cached[1].still_holds(self.state, params):
+            return cached[1]
         if any(p.grad.dtype != p.dtype for p in params):  # a gradient set by hand in another dtype
             return None
-        ids = tuple(map(id, params))
-        cached = self._flats.get(index)
         states = [self.state.get(p) for p in params]
-        if cached is not None and cached[0] == ids:
-            _, m, v, bounds = cached
-            if all(s is not None and s["exp_avg"].base is m and s["exp_avg_sq"].base is v for s in states):
-                if all(s["step"] == states[0]["step"] for s in states):
-                    return m, v, bounds
-                return None
         dtype = params[0].dtype
         if any(p.dtype != dtype for p in params) or sum(p.size for p in params) > FLAT_MAX_SIZE:
             return None
         fresh = all(s is None for s in states)
         if not fresh and (any(s is None for s in states) or any(s["step"] != states[0]["step"] for s in states)):
             return None
-        bounds = [0]
-        for p in params:
-            bounds.append(bounds[-1] + p.size)
-        m, v = np.zeros(bounds[-1], dtype=dtype), np.zeros(bounds[-1], dtype=dtype)
-        for p, s, start, stop in zip(params, states, bounds, bounds[1:]):
-            m_view, v_view = m[start:stop].reshape(p.shape), v[start:stop].reshape(p.shape)
+        flat = _FlatGroup(params, dtype)
+        for p, s, m_view, v_view in zip(params, states, flat.exp_avg_views, flat.exp_avg_sq_views):
             if fresh:
                 self.state[p] = {"step": 0, "exp_avg": m_view, "exp_avg_sq": v_view}
             else:
                 m_view[...], v_view[...] = s["exp_avg"], s["exp_avg_sq"]
                 s["exp_avg"], s["exp_avg_sq"] = m_view, v_view
-        self._flats[index] = (ids, m, v, bounds)
-        return m, v, bounds
+        flat.states = [self.state[p] for p in params]
+        self._flats[index] = (ids, flat)
+        return flat
+
+
+class _FlatGroup:
+    """One parameter group's AdamW moments as flat arrays, with the buffers and views an update
+    needs made once: the concatenated gradients, the step, and each parameter's share of them."""
+
+    def __init__(self, params: list[Tensor], dtype: np.dtype) -> None:
+        bounds = [0]
+        for p in params:
+            bounds.append(bounds[-1] + p.size)
+        n = bounds[-1]
+        self.exp_avg, self.exp_avg_sq = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+        self.grad, self.step = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
+        spans = list(zip(params, bounds, bounds[1:]))
+        self.exp_avg_views = [self.exp_avg[a:b].reshape(p.shape) for p, a, b in spans]
+        self.exp_avg_sq_views = [self.exp_avg_sq[a:b].reshape(p.shape) for p, a, b in spans]
+        self.steps = [self.step[a:b].reshape(p.shape) for p, a, b in spans]
+        self.states: list[dict[str, Any]] = []
+        self.dtype = dtype
+
+    def still_holds(self, state: dict, params: list[Tensor]) -> bool:
+        """Whether the next update can be one flat update: the same state dicts holding these views,
+        one step count, and gradients of the parameters' dtype."""
+        t = self.states[0]["step"]
+        dtype = self.dtype
+        for p, s, m, v in zip(params, self.states, self.exp_avg_views, self.exp_avg_sq_views):
+            if state.get(p) is not s or s["exp_avg"] is not m or s["exp_avg_sq"] is not v or s["step"] != t:
+                return False
+            if p.grad.dtype != dtype or p.dtype != dtype:
+                return False
+        return True
 
 
 def clip_grad_norm(parameters: Iterable[Tensor], max_norm: float) -> float:
