@@ -154,26 +154,24 @@ class _Trace:
             self.outputs.append(recorder.slot_of[id(r)])
         self.signature = _external_signature([t for _, t in self.externals])
         self.verified = False
-        self._plan_releases()
-        for step in self.steps:
-            step.is_output = step.out in self.outputs
-        self._plan_in_place(recorder.layout)
-
-    def _plan_releases(self) -> None:
-        """After its last reader, a step's result leaves the slot table (its node may still save it)."""
-        last_read: dict[int, int] = {}
+        last_read: dict[int, int] = {}  # slot -> the position of the last step that reads it
         for position, step in enumerate(self.steps):
+            step.is_output = step.out in self.outputs
             for slot in step.inputs:
                 last_read[slot] = position
-        outputs = set(self.outputs)
+        self._plan_releases(last_read)
+        self._plan_in_place(recorder.layout, last_read)
+
+    def _plan_releases(self, last_read: dict[int, int]) -> None:
+        """After its last reader, a step's result leaves the slot table (its node may still save it)."""
         releases: dict[int, list[int]] = {}
         for position, step in enumerate(self.steps):
-            if step.out not in outputs:
+            if not step.is_output:
                 releases.setdefault(last_read.get(step.out, position), []).append(step.out)
         for position, slots in releases.items():
             self.steps[position].release = tuple(slots)
 
-    def _plan_in_place(self, layout: dict[int, tuple]) -> None:
+    def _plan_in_place(self, layout: dict[int, tuple], last_read: dict[int, int]) -> None:
         """Let an elementwise step write its result into an input array that nothing needs any more,
         as a hand-written forward reuses its buffers: the sum ``x @ W.T + b`` goes into the product's
         array, GELU's ``x^2 * c + d`` into ``x^2``'s. Fewer fresh arrays mean fewer cache misses: a
@@ -184,27 +182,16 @@ class _Trace:
         outside, is returned, is kept by a node for backward, or is read by a later step. Ops not known
         to return new memory are taken to return views of all their inputs. Only replays write in place
         (a traced call runs the function as written), so this changes no value, only where it lives."""
-        group = list(range(self.n_slots))  # union-find over slots that may share memory
-
-        def find(slot: int) -> int:
-            while group[slot] != slot:
-                group[slot] = group[group[slot]]
-                slot = group[slot]
-            return slot
-
-        members: dict[int, list[int]] = {slot: [slot] for slot in range(self.n_slots)}
+        sharing = [[slot] for slot in range(self.n_slots)]  # sharing[s]: the slots that may share s's memory
 
         def join(a: int, b: int) -> None:
-            a, b = find(a), find(b)
-            if a != b:
-                group[b] = a
-                members[a].extend(members.pop(b))
+            if sharing[a] is not sharing[b]:
+                merged = sharing[a] + sharing[b]
+                for slot in merged:
+                    sharing[slot] = merged
 
-        last_read: dict[int, int] = {}
         kept: set[int] = set()  # slots whose array some node saves
-        for position, step in enumerate(self.steps):
-            for slot in step.inputs:
-                last_read[slot] = position
+        for step in self.steps:
             if step.grad:
                 kept.update(slot for slot, keep in zip((step.out, *step.inputs), step.keep) if keep)
         pinned = set(range(self.n_args)) | {slot for slot, _ in self.externals} | set(self.outputs) | kept
@@ -218,7 +205,7 @@ class _Trace:
                 for k, slot in enumerate(step.inputs):
                     if step.inputs.count(slot) == 1 and layout[slot] == layout[step.out] and all(
                         member not in pinned and last_read.get(member, -1) <= position
-                        for member in members[find(slot)]
+                        for member in sharing[slot]
                     ):
                         step.in_place = k
                         join(slot, step.out)  # the result lives in that array from now on
@@ -280,10 +267,9 @@ class _Trace:
 
 
 def _layout(array: np.ndarray) -> tuple:
-    """What an array must match for a result to be written into it: (shape, dtype, writeable,
-    C-ordered and more than one number). A broadcast view is read-only, and a node keeps a
-    one-number result for drawing."""
-    return array.shape, array.dtype, array.flags.writeable and array.flags.c_contiguous and array.size > 1
+    """What an array must match for a result to be written into it: (shape, dtype, writeable and
+    C-ordered). A broadcast view, for one, is read-only."""
+    return array.shape, array.dtype, array.flags.writeable and array.flags.c_contiguous
 
 
 # Primitives whose forward is a numpy ufunc (so it takes ``out=``), and those known to return new memory.
