@@ -7,11 +7,12 @@
     y = (x.tanh() * 2).sum()
     y.backward()          # x.grad == 2 * (1 - tanh(x)^2)
 
-Primitives (forward + vjp side by side) are in `autograd.ops`; the backward walk is in
-`autograd.backward`; `Primitive` lets you add your own.
+Read it in this order: `autograd.ops` (every primitive, its forward beside its vjp),
+`autograd.backward` (the walk that runs the vjps), `autograd.primitive` (how a call records the
+graph). `Primitive` lets you add your own.
 """
 
-from autograd import graph, memory, ops
+from autograd import graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
 from autograd.functions import concatenate, maximum, minimum, stack, where
@@ -48,8 +49,10 @@ __all__ = [
     "gradcheck",
     "gradgradcheck",
     "graph",
+    "kernels",
     "is_grad_enabled",
     "maximum",
+    "memory",
     "minimum",
     "no_grad",
     "ops",
@@ -59,8 +62,6 @@ __all__ = [
     "where",
 ]
 
-
-memory.keep_freed_memory()
 
 
 def __getattr__(name: str):  # `ag.testing` imports hypothesis, so only load it when asked for

@@ -1,26 +1,29 @@
 """Reverse-mode differentiation: walk the graph from the outputs back to the inputs.
 
-1. Order the nodes that require grad so every node comes before its inputs (an iterative
-   depth-first search: a chain of any length works, there is no recursion).
-2. Visit them in that order carrying d(output)/d(node). Each primitive's vjps turn the gradient
-   of its output into gradients for its inputs, which are summed over every use of an input.
-3. Leaves receive their total in ``.grad``; `grad` returns the totals instead.
+    order the nodes so that every node comes after its inputs        (`_topological_order`)
+    visit them from the outputs back; at each node:
+        g = the sum of the gradients that reached it                  (`GradientSums`)
+        hand g to the vjp of each input that needs a gradient, and add what it returns to that
+        input's sum
+    leaves receive their total in ``.grad``; `grad` returns the totals instead
 
-The vjps run without recording (plain numpy underneath) unless ``create_graph=True``, in which
-case the gradients are graphs themselves: differentiable again, and drawable. Saved arrays are
-released as soon as their node has been visited, unless ``retain_graph=True``.
+The vjps are the ones written beside each forward in `autograd.ops`. In a plain ``backward()``
+the gradients are numpy arrays and the vjps compute on the arrays the forward saved. With
+``create_graph=True`` they are Tensors and the vjps' ops are recorded: the gradient is a graph of
+its own, which can be differentiated again and drawn. Saved arrays are released as soon as their
+node has been visited, unless ``retain_graph=True``. There is no recursion: a chain of any length works.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
-from autograd.fast_vjps import unbroadcast_array
-from autograd.ops import unbroadcast
-from autograd.primitive import STATE, GraphReleasedError, Node, check_finite_grad, node_of
+from autograd.ops import cast, unbroadcast
+from autograd.primitive import STATE, GraphReleasedError, Node, Primitive, check_finite_grad, node_of
 from autograd.tensor import Tensor, as_tensor
 
 
@@ -136,197 +139,185 @@ def _topological_order(roots: list[Node]) -> list[Node]:
 
 
 def _walk(
-    roots: list[Node], seeds: list[Tensor], *, wanted: list[Node | None] | None, retain_graph: bool, create_graph: bool
+    roots: list[Node], seeds: list[Tensor], *, wanted: list[Node] | None, retain_graph: bool, create_graph: bool
 ) -> dict[Node, Tensor]:
-    """Propagate ``seeds`` from ``roots``; fill leaves' ``.grad`` (``wanted=None``) or return the
-    gradients of the ``wanted`` nodes.
-
-    The running gradients are plain arrays, except with ``create_graph=True``, where they are
-    Tensors whose own graph is being recorded."""
+    """Propagate ``seeds`` from ``roots`` back through the graph; fill the leaves' ``.grad``
+    (``wanted=None``) or return the gradients of the ``wanted`` nodes."""
     order = _topological_order(roots)
-    needed: set[Node] | None = None
-    if wanted is not None:  # prune: only nodes that lead to a wanted node are worth visiting
-        wanted_set = {n for n in wanted if n is not None}
-        needed = set()
-        for node in order:  # inputs come first, so their verdict is known
-            if node in wanted_set or any(p in needed for p in node.inputs):
-                needed.add(node)
-    grads: dict[Node, Any] = {}  # node -> its gradient so far (an array; a Tensor with create_graph)
-    exclusive: set[Node] = set()  # nodes whose gradient array is ours alone, so safe to add into in place
+    leads_to_wanted = None if wanted is None else _leading_to(set(wanted), order)
+    wanted_nodes = () if wanted is None else set(wanted)
+    sums = GradientSums(recorded=create_graph)
     for root, seed in zip(roots, seeds):
-        if create_graph:
-            _accumulate_tensor(grads, root, seed)
-        else:
-            _accumulate(grads, exclusive, root, seed.data, False)
+        sums.add(root, seed if create_graph else seed.data, ours=False)
     found: dict[Node, Any] = {}
-    previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
-    fast = not create_graph and not STATE.anomaly  # the plain-numpy vjps, where a primitive has them
-    STATE.grad_enabled = create_graph  # vjps record only when the gradient must be a graph itself
-    try:
+    with _running_vjps(create_graph):
         for node in reversed(order):
-            g = grads.pop(node, None)
-            if g is None:
+            g, ours = sums.pop(node)
+            if g is None:  # no path from the roots reaches this node's users with a gradient
                 continue
-            op = node.op
-            if wanted is not None:
-                if node in wanted_set:
-                    found[node] = g
-            elif op is None:
-                _write_leaf_grad(node, g, node in exclusive, create_graph)
-            if op is None:
+            if node in wanted_nodes:
+                found[node], ours = g, False  # the caller will hold this array: never written into
+            if node.op is None:
+                if wanted is None:
+                    _write_leaf_grad(node, g, ours, create_graph)
                 continue
-            owned = node in exclusive and (wanted is None or node not in wanted_set)
-            if fast and op.fast_vjps is not None:
-                _visit_arrays(node, g, grads, exclusive, needed, owned)
-            else:
-                _visit(node, g, grads, exclusive, needed, create_graph)
+            _visit(node, g, ours, sums, leads_to_wanted, create_graph)
             if not retain_graph:
-                node.saved = None
-                node.released = True
-    finally:
-        STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of = previous
+                node.release()
     if create_graph:
         return found
     return {node: Tensor._make(g, None, False) for node, g in found.items()}
 
 
 def _visit(
-    node: Node, g: Any, grads: dict, exclusive: set[Node], needed: set[Node] | None, create_graph: bool
-) -> None:  # fmt: skip
-    """Run the engine vjps of ``node`` for each input that needs a gradient, and accumulate the results.
-
-    ``g`` is a Tensor with ``create_graph`` (the results are then graphs too), else an array."""
-    op, saved, parents = node.op, node.saved, node.inputs
-    make = Tensor._make
-    if not create_graph:
-        g = make(g, None, False)
-    out = node if saved[0] is None else make(saved[0], node, True)
-    inputs = [parent if array is None else make(array, parent, parent.requires_grad)
-              for parent, array in zip(parents, saved[1:])]  # fmt: skip
+    node: Node, g: Any, ours: bool, sums: GradientSums, leads_to_wanted: set[Node] | None, create_graph: bool
+) -> None:
+    """Hand ``g``, the gradient of ``node``'s output, to the vjp of each input that needs a gradient,
+    and add what each returns to that input's sum."""
+    op, parents = node.op, node.inputs
+    args = _vjp_arguments(node, create_graph)  # (out, *inputs)
     STATE.in_vjp_of = node
     if create_graph:  # the gradient's ops are drawn in the module of the op they differentiate
         STATE.scope, STATE.vjp_of = node.scope, node
-    for i, parent in enumerate(parents):
-        if not parent.requires_grad or (needed is not None and parent not in needed):
-            continue
+    receivers = [i for i, parent in enumerate(parents)
+                 if parent.requires_grad and (leads_to_wanted is None or parent in leads_to_wanted)]  # fmt: skip
+    alone = ours and len(receivers) == 1  # g goes on to one input: what that input gets is as much ours as g
+    for i in receivers:
         vjp = op.vjp(i)
-        if vjp is None:
+        if vjp is None:  # an input with no gradient (an index, a condition)
             continue
-        gi = vjp(g, out, *inputs, **node.attrs)
-        if type(gi) is not Tensor:
-            raise TypeError(f"vjp of '{op.name}' for input {i} returned {type(gi).__name__}, not a Tensor")
-        data = gi.data
-        if data.shape != parent.shape:
-            if op.broadcasts:
-                gi = unbroadcast(gi, parent.shape)
-            if gi.data.shape != parent.shape:
-                raise RuntimeError(
-                    f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
-                    f"whose shape is {parent.shape}"
-                )
-            data = gi.data
-        if data.dtype is not parent.dtype and data.dtype != parent.dtype:
-            gi = gi.astype(parent.dtype)
-            data = gi.data
-        if STATE.anomaly:
-            check_finite_grad(node, i, data)
-        if create_graph:
-            _accumulate_tensor(grads, parent, gi)
-        else:
-            _accumulate(grads, exclusive, parent, data, op.trusted and data is not g.data and data.base is None)
+        try:
+            gi = vjp(g, *args, **node.attrs)
+        except AttributeError as error:
+            if not isinstance(getattr(error, "obj", None), (np.ndarray, np.generic)):
+                raise  # (a shape-only Node says itself what to do)
+            raise TypeError(
+                f"vjp of '{op.name}' for input {i}: {error}. In backward() a vjp receives numpy arrays (Tensors "
+                "only with create_graph=True): write it with operators, numpy ufuncs and autograd.ops primitives, "
+                "which work on both"
+            ) from error
+        parent = parents[i]
+        if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
+            gi = _fitted(gi, node, i, create_graph)
+        sums.add(parent, gi, ours=_made_by_walk(op, gi, g, alone))
 
 
-def _visit_arrays(
-    node: Node, g: np.ndarray, grads: dict, exclusive: set[Node], needed: set[Node] | None, owned: bool
-) -> None:
-    """`_visit` through the primitive's plain-numpy vjps (`autograd.fast_vjps`): no Tensors, no graph.
+def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:
+    """``(out, *inputs)`` for the vjps: the arrays the node saved, or the shape-only `Node` of what it
+    did not save. With ``as_tensors`` the arrays become Tensors on the forward graph (``out`` is
+    the node's own output), so a recorded gradient reaches back into the forward pass."""
+    saved, parents = node.saved, node.inputs
+    if not as_tensors:
+        return (node if saved[0] is None else saved[0], *[p if a is None else a for p, a in zip(parents, saved[1:])])
+    make = Tensor._make
+    out = node if saved[0] is None else make(saved[0], node, True)
+    return (out, *[p if a is None else make(a, p, p.requires_grad) for p, a in zip(parents, saved[1:])])
 
-    ``owned``: ``g`` is an array this walk made and nobody else holds, so the node's last vjp may
-    compute into it (``fast_vjps_into_g``) unless an earlier vjp handed ``g`` itself on."""
-    op, saved, parents = node.op, node.saved, node.inputs
-    out = node if saved[0] is None else saved[0]
-    if len(parents) == 2:  # spelled out for the common arities: no list to build
-        first, second = saved[1], saved[2]
-        inputs = (parents[0] if first is None else first, parents[1] if second is None else second)
-    elif len(parents) == 1:
-        only = saved[1]
-        inputs = (parents[0] if only is None else only,)
-    else:
-        inputs = [parent if array is None else array for parent, array in zip(parents, saved[1:])]
-    into_g, last, receivers = (op.fast_vjps_into_g if owned else None), -1, 0
-    g_base = g if g.base is None else g.base  # what views of g share
-    if owned:
-        for i, parent in enumerate(parents):
-            if parent.requires_grad and (needed is None or parent in needed) and op.fast_vjps[i] is not None:
-                last, receivers = i, receivers + 1
-    for i, parent in enumerate(parents):
-        if not parent.requires_grad or (needed is not None and parent not in needed):
-            continue
-        vjp = op.fast_vjps[i]
-        if vjp is None:
-            continue
-        if op.fast_add_into is not None and parent in exclusive:  # a gradient array of ours exists
-            so_far = grads[parent]
-            if g.dtype == so_far.dtype and op.fast_add_into(so_far, g, out, *inputs, **node.attrs):
-                continue
-        use_g = into_g is not None and i == last and into_g[i] is not None
-        gi = into_g[i](g, out, *inputs, **node.attrs) if use_g else None
-        consumed = gi is not None  # g now holds this input's gradient and is handed over
-        if gi is None:
-            gi = vjp(g, out, *inputs, **node.attrs)
-            if into_g is not None and (gi is g or (gi.base is not None and gi.base is g_base)):
-                into_g = None  # g itself (or a view of it) was handed on: keep it intact
+
+def _fitted(gi: Any, node: Node, i: int, create_graph: bool) -> Any:
+    """A vjp's result as the gradient of input ``i``: summed back to the input's shape if the op
+    broadcasts, in the input's dtype, and checked."""
+    parent, op = node.inputs[i], node.op
+    if create_graph and type(gi) is not Tensor:  # a vjp may return a constant, an array
+        gi = as_tensor(gi, f"vjp of '{op.name}'")
+    if gi.shape != parent.shape:
+        if op.broadcasts:
+            gi = unbroadcast(gi, parent.shape)
         if gi.shape != parent.shape:
-            if op.broadcasts:
-                gi = unbroadcast_array(gi, parent.shape)
-            if gi.shape != parent.shape:
-                raise RuntimeError(
-                    f"fast vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
-                    f"whose shape is {parent.shape}"
-                )
-        if gi.dtype is not parent.dtype and gi.dtype != parent.dtype:
-            gi = gi.astype(parent.dtype)
-        if type(gi) is not np.ndarray:  # numpy gives scalars, not 0-d arrays, for 0-d results
-            gi = np.asarray(gi)
-        # g handed on whole, or as a view (reshape, transpose), to the only input that takes a gradient
-        # (x + 1.0, W.T) stays the walk's own.
-        if receivers == 1 and not consumed:
-            consumed = gi is g or (gi.base is g_base and gi.flags.writeable)
-        fresh = op.trusted and (consumed or (gi is not g and (gi.base is None or op.fast_vjps_fresh)))
-        if parent in grads:
-            _accumulate(grads, exclusive, parent, gi, fresh)
-        else:  # the first gradient for this input (`_accumulate`'s first case, inlined: the common one)
-            grads[parent] = gi
-            if fresh:
-                exclusive.add(parent)
+            raise RuntimeError(
+                f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
+                f"whose shape is {parent.shape}"
+            )
+    if not create_graph and type(gi) is not np.ndarray:
+        if isinstance(gi, Tensor):
+            raise TypeError(f"vjp of '{op.name}' for input {i} returned a Tensor in backward(); return an array")
+        gi = np.asarray(gi)  # numpy returns scalars, not 0-d arrays, from 0-d arithmetic
+    if gi.dtype != parent.dtype:
+        gi = cast(gi, dtype=parent.dtype)
+    if STATE.anomaly:
+        check_finite_grad(node, i, gi.data if create_graph else gi)
+    return gi
 
 
-def _accumulate(grads: dict, exclusive: set[Node], node: Node, g: np.ndarray, fresh: bool) -> None:
-    """grads[node] += g, in place only into an array this walk allocated itself (``fresh``: g is one)."""
-    previous = grads.get(node)
-    if previous is None:
-        grads[node] = g
-        if fresh:
-            exclusive.add(node)
-    elif node in exclusive:
-        np.add(previous, g, out=previous)
-    elif fresh and g.dtype == previous.dtype and g.ndim:  # add into the new array instead
-        np.add(g, previous, out=g)
-        grads[node] = g
-        exclusive.add(node)
-    else:
-        total = previous + g
-        grads[node] = total if type(total) is np.ndarray else np.asarray(total)
-        exclusive.add(node)
+@contextmanager
+def _running_vjps(create_graph: bool) -> Iterator[None]:
+    """Record the vjps' ops only when the gradient must be a graph itself; restore the state after."""
+    previous = (STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of)
+    STATE.grad_enabled = create_graph
+    try:
+        with np.errstate(all="ignore") if STATE.anomaly else nullcontext():  # anomalies are raised, not warned
+            yield
+    finally:
+        STATE.grad_enabled, STATE.scope, STATE.vjp_of, STATE.in_vjp_of = previous
 
 
-def _accumulate_tensor(grads: dict, node: Node, g: Tensor) -> None:
-    """grads[node] += g as a recorded op (``create_graph=True``: the sum is part of the gradient's graph)."""
-    previous = grads.get(node)
-    grads[node] = g if previous is None else previous + g
+def _leading_to(wanted: set[Node], order: list[Node]) -> set[Node]:
+    """The nodes of ``order`` from which a wanted node can be reached: the only ones worth visiting."""
+    leading: set[Node] = set()
+    for node in order:  # inputs come first, so their verdict is known
+        if node in wanted or any(p in leading for p in node.inputs):
+            leading.add(node)
+    return leading
 
 
-def _write_leaf_grad(node: Node, g: Any, is_exclusive: bool, create_graph: bool) -> None:
+class GradientSums:
+    """The gradient of each node, summed over its uses as the walk reaches them, and the one rule for
+    when a sum may be made in place.
+
+    Adding ``b`` into ``a`` in place saves allocating ``a + b``, but only an array nobody else can
+    see may be written into. Such an array is *ours*: one the walk itself made. That is a new array
+    (or a view of one) returned by an engine vjp (`Primitive.builtin`; a user's primitive may return
+    memory it keeps), and also, when a node's gradient is ours and the node passes it on to a single
+    input (a reshape, a transpose), what that input receives. The seeds, gradients handed to the
+    caller, and everything else are never written into. With ``recorded=True`` (``create_graph``)
+    the sums are recorded ops on Tensors instead, never in place.
+    """
+
+    def __init__(self, recorded: bool) -> None:
+        self.recorded = recorded
+        self.sums: dict[Node, Any] = {}
+        self.ours: set[Node] = set()  # nodes whose sum is an array of ours
+
+    def pop(self, node: Node) -> tuple[Any, bool]:
+        """The total gradient of ``node`` (None if none arrived), and whether it is ours."""
+        g = self.sums.pop(node, None)
+        if node in self.ours:
+            self.ours.discard(node)
+            return g, True
+        return g, False
+
+    def add(self, node: Node, g: Any, ours: bool) -> None:
+        """Add ``g`` to the gradient of ``node``; ``ours``: ``g`` is an array of ours."""
+        previous = self.sums.get(node)
+        if previous is None:
+            self.sums[node] = g
+            if ours:
+                self.ours.add(node)
+        elif self.recorded:
+            self.sums[node] = previous + g  # a recorded add: part of the gradient's graph
+        elif node in self.ours:
+            np.add(previous, g, out=previous)
+        elif ours:  # add into the new array instead
+            np.add(g, previous, out=g)
+            self.sums[node] = g
+            self.ours.add(node)
+        else:
+            self.sums[node] = np.asarray(previous + g)
+            self.ours.add(node)
+
+
+
+def _made_by_walk(op: Primitive, gi: Any, g: Any, g_is_ours_alone: bool) -> bool:
+    """Whether ``gi``, what ``op``'s vjp returned for ``g``, is an array of ours (see `GradientSums`)."""
+    if not op.builtin or type(gi) is not np.ndarray or not gi.flags.writeable:
+        return False
+    if g_is_ours_alone:
+        return True
+    memory = gi if gi.base is None else gi.base  # views share their base's memory
+    return memory is not (g if g.base is None else g.base)
+
+
+def _write_leaf_grad(node: Node, g: Any, ours: bool, create_graph: bool) -> None:
     """Add a leaf's gradient (an array; a Tensor with ``create_graph``) into its ``.grad``."""
     tensor = node.tensor
     if tensor is None:  # the leaf was garbage-collected: nobody can read its gradient
@@ -334,7 +325,7 @@ def _write_leaf_grad(node: Node, g: Any, is_exclusive: bool, create_graph: bool)
     if create_graph:
         tensor.grad = g if tensor.grad is None else tensor.grad + g
     elif tensor.grad is None:
-        tensor.grad = Tensor._make(g if is_exclusive else g.copy(), None, False)
+        tensor.grad = Tensor._make(g if ours else g.copy(), None, False)
     elif tensor.grad.requires_grad:
         tensor.grad = tensor.grad + Tensor._make(g, None, False)
     else:

@@ -8,7 +8,7 @@ A replay calls the same forward functions on the same kinds of arrays and record
 (nodes, saved arrays, scopes) as running the function would, so ``backward()``, higher-order
 gradients and `viz` see no difference. What it skips is everything around the primitives: module
 calls, method dispatch, argument checks, axis and shape arithmetic, lifting numbers to tensors. In a
-small model that Python is most of the forward pass (about 25 µs per op against 2 µs of numpy).
+small model that Python is most of the forward pass (``PERFORMANCE.md`` has the figures).
 A replay also writes an elementwise result into an input array that nothing needs any more, as a
 hand-written forward reuses its buffers (see `_Trace._plan_in_place`): the values are the same.
 
@@ -175,7 +175,7 @@ class _Trace:
         """Let an elementwise step write its result into an input array that nothing needs any more,
         as a hand-written forward reuses its buffers: the sum ``x @ W.T + b`` goes into the product's
         array, GELU's ``x^2 * c + d`` into ``x^2``'s. Fewer fresh arrays mean fewer cache misses: a
-        (512, 256) bias add takes half the time in place.
+        fresh array has to be brought into the cache, one just read is there already.
 
         An input qualifies when it has the result's shape, dtype and (C) layout, and no array that may
         share its memory (its views, the array it is a view of) is an argument or a tensor from
@@ -196,7 +196,7 @@ class _Trace:
                 kept.update(slot for slot, keep in zip((step.out, *step.inputs), step.keep) if keep)
         pinned = set(range(self.n_args)) | {slot for slot, _ in self.externals} | set(self.outputs) | kept
         for step in self.steps:
-            if not step.op.trusted or math.prod(layout[step.out][0]) == 1:
+            if not step.op.builtin or math.prod(layout[step.out][0]) == 1:
                 # A primitive of the user's may return memory it keeps (a table, a cache), and a node
                 # keeps a one-number result for drawing: neither is ever written into.
                 pinned.add(step.out)
@@ -420,7 +420,7 @@ def capture(
 
     ``max_traces``: how many signatures to remember (least recently used first out).
     ``trace_after``: calls of a signature that simply run before one is traced (a trace costs a few
-    µs per op, wasted on shapes seen once, such as a growing sequence during generation).
+    few microseconds per op, wasted on shapes seen once, such as a growing sequence during generation).
     ``verify``: check the first replay of each trace against a real call. If they differ, that
     signature is called, not replayed, from then on, and `CaptureError` is raised; with
     ``fallback=True`` a `RuntimeWarning` is given instead and the call's result returned.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from autograd import ops
+from autograd import arguments, ops
 from autograd.tensor import Tensor, as_tensor
 
 
@@ -26,7 +26,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     for i, t in enumerate(ts):
         if t.ndim != ndim:
             raise ValueError(f"concatenate: tensors[{i}] has {t.ndim} dims (shape {t.shape}), tensors[0] has {ndim}")
-    return ops.concatenate(*ts, axis=ops.normalize_axis("concatenate", axis, ndim))
+    return ops.concatenate(*ts, axis=arguments.normalize_axis("concatenate", axis, ndim))
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -35,7 +35,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     for i, t in enumerate(ts):
         if t.shape != ts[0].shape:
             raise ValueError(f"stack: tensors[{i}] has shape {t.shape}, tensors[0] has {ts[0].shape}; they must match")
-    axis = ops.normalize_axis("stack", axis, ts[0].ndim + 1)
+    axis = arguments.normalize_axis("stack", axis, ts[0].ndim + 1)
     return concatenate([t.unsqueeze(axis) for t in ts], axis=axis)
 
 

@@ -2,16 +2,19 @@
 
 A training step allocates and frees the same large activation and gradient arrays again and
 again. glibc's malloc serves blocks above a (dynamic) threshold with fresh ``mmap`` pages and trims
-the heap's free top back to the OS, so each step page-faults its arrays in anew: measured here,
-about 15,000 minor faults and 35-40% of a small GPT's step time. Two ``mallopt`` settings make
-freed blocks reusable instead:
+the heap's free top back to the OS, so each step page-faults its arrays in anew (for a small GPT, a
+large share of the step: ``PERFORMANCE.md``). Two ``mallopt`` settings make freed blocks reusable
+instead:
 
     M_MMAP_THRESHOLD = 32 MiB   blocks below this come from the heap (and are reused)
     M_TRIM_THRESHOLD = 1 GiB    the heap's free top is given back only beyond this
 
 (the same as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the environment). Peak
-memory is unchanged: what is kept is what the step needs again. Applied once when `autograd` is
-imported, on Linux with glibc; set ``AUTOGRAD_MALLOPT=0`` to leave malloc alone.
+memory is unchanged: what is kept is what the step needs again.
+
+This changes the allocator of the whole process, so importing `autograd` never does it: a training
+script asks for it, once, with `keep_freed_memory()` (the `Trainer`, ``demo.py`` and the benchmarks
+do). Linux with glibc only; ``AUTOGRAD_MALLOPT=0`` in the environment turns the call into a no-op.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ TRIM_THRESHOLD_BYTES = 1 << 30
 
 
 def keep_freed_memory() -> bool:
-    """Apply the two settings; True if they were applied."""
+    """Ask glibc's malloc to keep freed memory for reuse (the two settings above), for the rest of
+    the process; True if they were applied."""
     if os.environ.get("AUTOGRAD_MALLOPT", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:

@@ -1,18 +1,23 @@
-"""Primitives and the graph they record.
+"""Primitives and the graph they record: the lowest layer of the engine.
 
-A `Primitive` pairs a numpy forward with one vjp per input. Calling it on tensors runs the forward
-and, when some input requires grad and recording is on, appends a `Node` to the graph:
+A `Primitive` pairs a numpy forward with one vjp per input. Called on tensors, it runs the forward
+on their arrays and, when some input requires grad and recording is on, gives the result a `Node`:
 
     node.op       the primitive                    node.inputs  the input nodes (one per argument)
     node.saved    arrays the vjps need (released after backward unless retain_graph=True)
     node.scope    the names of the enclosing `scope(...)` blocks, outermost first
 
+Called on plain arrays (no tensor among its arguments), a primitive just runs its forward and
+returns an array. That is what lets each vjp be written once: a vjp is written with operators and
+primitives, so in a plain ``backward()`` it computes on the saved arrays, and with
+``create_graph=True`` the same code runs on Tensors and records the gradient's own graph.
+
 Nodes never hold their output `Tensor` strongly, so an activation that no vjp needs is freed as
 soon as the forward pass drops it; the graph's structure (op, shapes, scopes) outlives its data.
 
-A vjp receives ``(g, out, *inputs, **attrs)`` as Tensors and returns the gradient for its input
-as a Tensor, written with engine ops: run while recording (``create_graph=True``) the gradient
-is itself a graph, so it can be differentiated again and drawn.
+This module imports nothing else of the engine. The class of the values a call returns,
+`autograd.tensor.Tensor`, registers itself here when its module loads (`use_tensor_class`), as
+HIPS autograd's boxes register with its core.
 """
 
 from __future__ import annotations
@@ -45,8 +50,15 @@ class _State:
 
 
 STATE = _State()
-_TENSOR: Any = None  # autograd.tensor.Tensor, bound when that module loads (it imports this one)
+_TENSOR: Any = None  # autograd.tensor.Tensor, registered by that module (`use_tensor_class`)
 _as_tensor: Any = None
+
+
+def use_tensor_class(tensor_class: type, as_tensor: Callable[[Any, str], Any]) -> None:
+    """Make primitives return ``tensor_class`` objects and turn other arguments into them with
+    ``as_tensor(value, what)``. Called once, by `autograd.tensor`, the layer above this one."""
+    global _TENSOR, _as_tensor
+    _TENSOR, _as_tensor = tensor_class, as_tensor
 
 
 class AnomalyError(RuntimeError):
@@ -254,6 +266,11 @@ class Node:
             "only the shape of an input it did not save: add that input to the primitive's save=."
         )
 
+    def release(self) -> None:
+        """Free the saved arrays (backward has used them); a second backward through here raises."""
+        self.saved = None
+        self.released = True
+
     def __repr__(self) -> str:
         where = f" in {'/'.join(self.scope)}" if self.scope else ""
         return f"Node({self.op_name}, shape={self.shape}, dtype={self.dtype}{where})"
@@ -272,29 +289,29 @@ def node_of(tensor: Tensor) -> Node:
 # Primitives
 # ---------------------------------------------------------------------------------------------------
 
-Vjp = Callable[..., "Tensor"]
+Vjp = Callable[..., Any]
 
 
 class Primitive:
-    """An op with a numpy forward and, per input, a vjp written with engine ops.
+    """An op with a numpy forward and, per input, a vjp.
 
     ``forward(*arrays, **attrs) -> array`` computes the output. ``vjps[i](g, out, *inputs, **attrs)``
-    returns the gradient for input ``i`` (``None`` in ``vjps`` marks an input with no gradient,
-    such as an index). ``save`` lists what the vjps read: ``"out"`` and/or input positions
-    (``0``, ``1``, ...); inputs not saved arrive as shape-only `Node`s, so their arrays can be freed
+    returns the gradient for input ``i`` given ``g``, the gradient of the output (``None`` in
+    ``vjps`` marks an input with no gradient, such as an index). A vjp receives numpy arrays in a
+    plain ``backward()`` and Tensors with ``create_graph=True``, so write it with what works on
+    both: operators, numpy ufuncs (``np.exp(x)``), and the primitives of `autograd.ops`.
+
+    ``save`` lists what the vjps read: ``"out"`` and/or input positions (``0``, ``1``, ...); inputs
+    not saved arrive as shape-only `Node`s (``.shape``, ``.dtype``), so their arrays can be freed
     early. By default everything is saved. As a dict, ``{input: what its vjp reads}`` (``mul``:
     ``{0: (1,), 1: (0,)}``), only what the inputs that require grad need is kept: ``x * 2.0``
-    keeps nothing of ``x``. With ``broadcasts=True`` a gradient whose shape is the
-    broadcast shape is summed back to its input's shape (`unbroadcast`), in this one place.
-
-    Optionally, ``fast_vjps`` (an attribute, set after construction) holds the same vjps written on
-    numpy arrays; a plain ``backward()`` then uses them instead, skipping the Tensor bookkeeping
-    (see `autograd.fast_vjps`, which does this for the engine's hottest primitives).
+    keeps nothing of ``x``. With ``broadcasts=True`` a gradient whose shape is the broadcast shape
+    is summed back to its input's shape (`autograd.ops.unbroadcast`), in this one place.
 
     Example: a numerically stable softplus, ``log(1 + e^x)``, whose derivative is ``sigmoid(x)``::
 
         softplus = Primitive("softplus", lambda x: np.logaddexp(0.0, x),
-                             vjps=(lambda g, out, x: g * x.sigmoid(),), save=(0,))
+                             vjps=(lambda g, out, x: g / (1.0 + np.exp(-x)),), save=(0,))
         y = softplus(x)
     """
 
@@ -302,7 +319,7 @@ class Primitive:
         self,
         name: str,
         forward: Callable[..., np.ndarray],
-        vjps: Sequence[Vjp | None] | Callable[..., Tensor] | None = None,
+        vjps: Sequence[Vjp | None] | Callable[..., Any] | None = None,
         *,
         save: Sequence[str | int] | Mapping[int, Sequence[str | int]] | None = None,
         broadcasts: bool = False,
@@ -341,19 +358,9 @@ class Primitive:
             self._two_input_keeps = [[self._keeps_for((a, b)) for b in (False, True)] for a in (False, True)]
         self.broadcasts = broadcasts
         self.explain = explain
-        # The engine's own primitives are known to return fresh gradient arrays (or their `g`
-        # unchanged), so the backward walk may keep them without a defensive copy.
-        self.trusted = False
-        # Optional first-order vjps on plain arrays (`autograd.fast_vjps`), used when no graph of
-        # the gradient is recorded; the same formulas as ``vjps``.
-        self.fast_vjps: tuple[Callable[..., np.ndarray] | None, ...] | None = None
-        # Optional ``(buffer, g, out, *inputs, **attrs) -> bool``: add the (one-input) op's gradient
-        # into ``buffer``, the input's gradient so far, in place; False if it cannot.
-        self.fast_add_into: Callable[..., bool] | None = None
-        # Whether ``fast_vjps`` results are always new arrays or views of new arrays (never of g or an input).
-        self.fast_vjps_fresh = False
-        # Optional per-input variants of ``fast_vjps`` that may overwrite ``g`` (None: cannot here).
-        self.fast_vjps_into_g: tuple[Callable[..., np.ndarray | None] | None, ...] | None = None
+        # True for the engine's own primitives (set by `autograd.ops`): their vjps return new arrays or
+        # views of ``g``, never memory they keep, so the backward walk may sum into what they return.
+        self.builtin = False
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
@@ -367,12 +374,16 @@ class Primitive:
             return lambda g, out, *inputs, **attrs: fn(index, g, out, *inputs, **attrs)
         return None
 
-    def __call__(self, *inputs: Tensor | Any, **attrs: Any) -> Tensor:
-        make = _TENSOR._make
+    def __call__(self, *inputs: Any, **attrs: Any) -> Any:
+        tensor_class = _TENSOR
+        n_tensors = 0
         for x in inputs:
-            if type(x) is not _TENSOR:
-                inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
-                break
+            if type(x) is tensor_class:
+                n_tensors += 1
+        if n_tensors == 0:  # no tensor among the arguments: arrays in, an array out, nothing recorded
+            return self.forward(*inputs, **attrs)
+        if n_tensors != len(inputs):
+            inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
         if self.arity is not None and len(inputs) != self.arity:
             raise TypeError(f"{self.name}: expected {self.arity} inputs, got {len(inputs)}")
         n_inputs = len(inputs)
@@ -391,31 +402,14 @@ class Primitive:
             raise self._forward_error(error, inputs, attrs) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)
+        make = tensor_class._make
         if STATE.grad_enabled and self.differentiable:
             for t in inputs:
                 if t._requires_grad:
                     if out.dtype.kind != "f":  # ints never require grad
                         break
                     result = make(out, None, True)
-                    keeps = self._two_input_keeps
-                    if keeps is not None and n_inputs == 2:
-                        first, second = inputs
-                        parents = (first._node or node_of(first), second._node or node_of(second))
-                        out_kept, keep_first, keep_second = keeps[first._requires_grad][second._requires_grad]
-                        saved = (
-                            out if out_kept else None,
-                            first.data if keep_first else None,
-                            second.data if keep_second else None,
-                        )
-                    elif n_inputs == 1 and self._one_input_keeps is not None:
-                        (only,) = inputs
-                        parents = (only._node or node_of(only),)
-                        out_kept, keep_only = self._one_input_keeps
-                        saved = (out if out_kept else None, only.data if keep_only else None)
-                    else:
-                        parents = tuple([t._node or node_of(t) for t in inputs])
-                        saved = self._saved(out, inputs)
-                    result._node = Node(self, parents, saved, attrs, result, True)
+                    result._node = Node(self, *self._parents_and_saved(out, inputs), attrs, result, True)
                     if STATE.recording is not None:
                         STATE.recording.append((self, inputs, attrs, result))
                     return result
@@ -423,6 +417,25 @@ class Primitive:
         if STATE.recording is not None:
             STATE.recording.append((self, inputs, attrs, result))
         return result
+
+    def _parents_and_saved(self, out: np.ndarray, inputs: tuple[Tensor, ...]) -> tuple[tuple, tuple]:
+        """The input nodes, and the arrays the node keeps for its vjps: ``(out, *inputs)``, with None
+        for what no vjp that will run reads."""
+        keeps = self._two_input_keeps
+        if keeps is not None and len(inputs) == 2:  # the common arities look it up in a table
+            first, second = inputs
+            out_kept, keep_first, keep_second = keeps[first._requires_grad][second._requires_grad]
+            return (first._node or node_of(first), second._node or node_of(second)), (
+                out if out_kept else None,
+                first.data if keep_first else None,
+                second.data if keep_second else None,
+            )
+        if len(inputs) == 1 and self._one_input_keeps is not None:
+            (only,) = inputs
+            out_kept, keep_only = self._one_input_keeps
+            return (only._node or node_of(only),), (out if out_kept else None, only.data if keep_only else None)
+        parents = tuple([t._node or node_of(t) for t in inputs])
+        return parents, self._saved(out, inputs)
 
     def _keeps_for(self, requires_grad: tuple[bool, ...]) -> tuple[bool, ...]:
         """(keep out?, keep input 0?, ...) when the inputs' ``requires_grad`` are as given."""

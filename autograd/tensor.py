@@ -2,7 +2,9 @@
 
 Every method is a thin call into a primitive of `autograd.ops` (or a composition of them), so this
 file reads as the list of what a tensor can do. Numbers on either side of an operator follow
-numpy's rules for Python scalars: ``x * 2.0`` keeps ``x``'s float32.
+numpy's rules for Python scalars: ``x * 2.0`` keeps ``x``'s float32. numpy's own ufuncs run the
+same primitives on a tensor (``np.exp(t)`` is ``t.exp()``), so code written with them, a vjp
+among it, works on arrays and tensors alike.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from autograd.primitive import Node
+from autograd import arguments
+from autograd import ops as _ops
+from autograd.primitive import Node, use_tensor_class
 
 _new_object = object.__new__
 
@@ -34,7 +38,6 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "_requires_grad", "name", "_node", "__weakref__")
-    __array_ufunc__ = None  # numpy defers to our reflected operators: ndarray * Tensor -> Tensor
 
     data: np.ndarray
     grad: Tensor | None
@@ -57,7 +60,7 @@ class Tensor:
     @staticmethod
     def _make(data: np.ndarray, node: Node | None, requires_grad: bool) -> Tensor:
         """Fast internal constructor for op results (no validation). A staticmethod calling a bound
-        ``object.__new__``: about 0.1 us less than a classmethod, paid by every op."""
+        ``object.__new__``, which is cheaper than a classmethod; every op pays it."""
         tensor = _new_object(Tensor)
         tensor.data = data
         tensor.grad = None
@@ -166,7 +169,7 @@ class Tensor:
         saved arrays are freed afterwards unless ``retain_graph=True``. With ``create_graph=True``
         the gradients are recorded too, so they can be differentiated again.
         """
-        from autograd.backward import backward
+        from autograd.backward import backward  # the walk is the layer above this one
 
         backward(self, gradient, retain_graph=retain_graph or create_graph, create_graph=create_graph)
 
@@ -234,7 +237,22 @@ class Tensor:
         return _ops.not_equal(self, lift(other, self, comparison=True))
 
     def __getitem__(self, index: Any) -> Tensor:
-        return _ops.getitem(self, index=_ops.index_argument(index, self.shape))
+        return _ops.getitem(self, index=arguments.index_argument(index, self.shape))
+
+    # -- numpy's ufuncs (NEP 13): np.exp(t), np.add(a, t), ndarray * Tensor -----------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Tensor:
+        """``np.exp(t)``, ``np.multiply(a, t)``, ``array + t``: the engine's primitive for that ufunc."""
+        primitive = _UFUNC_PRIMITIVES.get(ufunc)
+        if primitive is None or method != "__call__" or kwargs:
+            usage = f"np.{ufunc.__name__}" + (f".{method}" if method != "__call__" else "")
+            extra = f" with {', '.join(kwargs)}=" if kwargs else ""
+            raise TypeError(
+                f"{usage}{extra} on a Tensor: not an engine op. Use the tensor's methods, or call it on "
+                "tensor.data (a plain array, no gradient)"
+            )
+        like = next(x for x in inputs if type(x) is Tensor)
+        name = f"{ufunc.__name__} operand"
+        return primitive(*[x if type(x) is Tensor else lift(x, like, name=name) for x in inputs])
 
     # -- elementwise -----------------------------------------------------------------------------
     def exp(self) -> Tensor:
@@ -275,11 +293,11 @@ class Tensor:
 
     # -- reductions ------------------------------------------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        return _ops.reduce_sum(self, axis=_ops.normalize_axes("sum", axis, self.shape), keepdims=keepdims)
+        return _ops.reduce_sum(self, axis=arguments.normalize_axes("sum", axis, self.shape), keepdims=keepdims)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Average; integers and bools are averaged in float64, as numpy does."""
-        axes = _ops.normalize_axes("mean", axis, self.shape)
+        axes = arguments.normalize_axes("mean", axis, self.shape)
         count = _ops.reduced_count(self.shape, axes)
         if count == 0:
             raise ValueError(f"mean: cannot average over an empty axis (shape {self.shape}, axis {axis})")
@@ -288,7 +306,7 @@ class Tensor:
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
-        axes = _ops.normalize_axes("var", axis, self.shape)
+        axes = arguments.normalize_axes("var", axis, self.shape)
         if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
             raise TypeError(f"var: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
         count = _ops.reduced_count(self.shape, axes)
@@ -300,37 +318,37 @@ class Tensor:
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Maximum; its gradient is shared equally among tied maxima."""
-        return _ops.reduce_max(self, axis=_ops.normalize_axes("max", axis, self.shape), keepdims=keepdims)
+        return _ops.reduce_max(self, axis=arguments.normalize_axes("max", axis, self.shape), keepdims=keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Minimum; its gradient is shared equally among tied minima."""
-        return _ops.reduce_min(self, axis=_ops.normalize_axes("min", axis, self.shape), keepdims=keepdims)
+        return _ops.reduce_min(self, axis=arguments.normalize_axes("min", axis, self.shape), keepdims=keepdims)
 
     def softmax(self, axis: int = -1) -> Tensor:
-        return _ops.softmax(self, axis=_ops.normalize_axis("softmax", axis, self.ndim, self.shape))
+        return _ops.softmax(self, axis=arguments.normalize_axis("softmax", axis, self.ndim, self.shape))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return _ops.log_softmax(self, axis=_ops.normalize_axis("log_softmax", axis, self.ndim, self.shape))
+        return _ops.log_softmax(self, axis=arguments.normalize_axis("log_softmax", axis, self.ndim, self.shape))
 
     # -- shapes ----------------------------------------------------------------------------------
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         shape_t = shape[0] if len(shape) == 1 and type(shape[0]) is tuple else shape
         if not all(type(n) is int for n in shape_t):  # the common case skips the full check
-            shape_t = _ops.shape_argument("reshape", shape)
+            shape_t = arguments.shape_argument("reshape", shape)
         if shape_t == self.data.shape:
             return self
         return _ops.reshape(self, shape=shape_t)
 
     def permute(self, *axes: int | Sequence[int]) -> Tensor:
-        perm = _ops.permutation("permute", _ops.shape_argument("permute", axes), self.ndim)
+        perm = arguments.permutation("permute", arguments.shape_argument("permute", axes), self.ndim)
         if perm == tuple(range(self.ndim)):
             return self
         return _ops.permute(self, axes=perm)
 
     def transpose(self, axis0: int = -2, axis1: int = -1) -> Tensor:
         """Swap two axes (by default the last two, as for a batch of matrices)."""
-        a = _ops.normalize_axis("transpose", axis0, self.ndim, self.shape)
-        b = _ops.normalize_axis("transpose", axis1, self.ndim, self.shape)
+        a = arguments.normalize_axis("transpose", axis0, self.ndim, self.shape)
+        b = arguments.normalize_axis("transpose", axis1, self.ndim, self.shape)
         if a == b:
             return self
         perm = list(range(self.ndim))
@@ -344,8 +362,8 @@ class Tensor:
 
     def expand(self, *shape: int | Sequence[int]) -> Tensor:
         """Broadcast to ``shape`` without copying; ``-1`` keeps an axis's size."""
-        target = _ops.shape_argument("expand", shape)
-        target = _ops.expanded_shape(self.shape, target)
+        target = arguments.shape_argument("expand", shape)
+        target = arguments.expanded_shape(self.shape, target)
         if target == self.shape:
             return self
         return _ops.expand(self, shape=target)
@@ -354,13 +372,13 @@ class Tensor:
         return self.reshape(-1)
 
     def squeeze(self, axis: int) -> Tensor:
-        a = _ops.normalize_axis("squeeze", axis, self.ndim, self.shape)
+        a = arguments.normalize_axis("squeeze", axis, self.ndim, self.shape)
         if self.shape[a] != 1:
             raise ValueError(f"squeeze: axis {axis} of shape {self.shape} has size {self.shape[a]}, not 1")
         return self.reshape(self.shape[:a] + self.shape[a + 1 :])
 
     def unsqueeze(self, axis: int) -> Tensor:
-        a = _ops.normalize_axis("unsqueeze", axis, self.ndim + 1)
+        a = arguments.normalize_axis("unsqueeze", axis, self.ndim + 1)
         return self.reshape(self.shape[:a] + (1,) + self.shape[a:])
 
 
@@ -424,7 +442,7 @@ def _number(value: bool | int | float, name: str) -> np.ndarray:
         raise ValueError(f"{name}: the number {value} does not fit in int64") from None
 
 
-def lift(value: Any, like: Tensor, comparison: bool = False) -> Tensor:
+def lift(value: Any, like: Tensor, comparison: bool = False, name: str = "operand") -> Tensor:
     """The other operand of a binary operator as a Tensor, with numpy's rules for Python scalars.
 
     A Python number takes ``like``'s dtype when that loses nothing (a float into a float tensor, an
@@ -450,10 +468,17 @@ def lift(value: Any, like: Tensor, comparison: bool = False) -> Tensor:
         raise ValueError(f"the number {value} does not fit in {where}")
     if isinstance(value, float) and like.data.dtype.kind == "f":  # np.float64 is a float: weak, like Python's
         return Tensor._make(np.asarray(value, dtype=like.data.dtype), None, False)
-    return as_tensor(value, "operand")
+    return as_tensor(value, name)
 
 
-from autograd import primitive as _primitive  # noqa: E402
+# The numpy ufuncs a tensor answers with a primitive (`Tensor.__array_ufunc__`).
+_UFUNC_PRIMITIVES = {
+    np.add: _ops.add, np.subtract: _ops.sub, np.multiply: _ops.mul, np.divide: _ops.div,
+    np.power: _ops.power, np.negative: _ops.neg, np.matmul: _ops.matmul,
+    np.exp: _ops.exp, np.log: _ops.log, np.sqrt: _ops.sqrt, np.square: _ops.square, np.tanh: _ops.tanh,
+    np.absolute: _ops.absolute, np.sign: _ops.sign, np.maximum: _ops.maximum, np.minimum: _ops.minimum,
+    np.less: _ops.less, np.less_equal: _ops.less_equal, np.greater: _ops.greater,
+    np.greater_equal: _ops.greater_equal, np.equal: _ops.equal, np.not_equal: _ops.not_equal,
+}  # fmt: skip
 
-_primitive._TENSOR, _primitive._as_tensor = Tensor, as_tensor
-from autograd import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
+use_tensor_class(Tensor, as_tensor)  # primitives return Tensors (`autograd.primitive` never imports this module)

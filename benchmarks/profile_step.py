@@ -1,13 +1,15 @@
 """Where a training step of the GPT spends its time: forward, backward and optimizer, and inside
-them each primitive's forward and each of its vjps (the plain-numpy ones a ``backward()`` runs).
+them each primitive's forward and each of its vjps.
 
     python benchmarks/profile_step.py                 # the tiny benchmark config
     python benchmarks/profile_step.py --config small  # or small, medium
 
-Every primitive's forward and fast vjps are wrapped with a timer, so the totals include a little of
-the timers' own cost (about 0.1 us a call). What is not inside any of them is the model's Python and
-the engine's own work: recording the graph, and in backward the walk, summing the gradients of
-tensors used twice and reducing the gradients of broadcast ones (bias gradients, for instance).
+Every primitive's forward and vjps are wrapped with a timer that counts its own time only: a vjp
+that calls other primitives (softmax's calls a sum) is charged without them, and they are charged
+as forwards. The totals include a little of the timers' own cost (about 0.2 us a call). What is
+not inside any of them is the model's Python and the engine's own work: recording the graph, and
+in backward the walk, summing the gradients of tensors used twice and reducing the gradients of
+broadcast ones (bias gradients, for instance).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from autograd import ops
+from autograd import memory, ops
 from autograd.primitive import Primitive
 from tinygrad_lm import GPT, GPTConfig
 from tinygrad_lm.optim import AdamW
@@ -32,37 +34,39 @@ CONFIGS = {  # the shared benchmark's sizes: (n_layer, n_head, n_embd, block_siz
 
 
 PHASE = {"now": "forward"}  # which part of the step is running, for the timers
+_CHILDREN = [0.0]  # a stack: the time spent in timed calls inside the timed call now running
 
 
 def timed(fn: Callable, key: tuple, totals: Counter, calls: Counter) -> Callable:
+    """``fn``, charging its own time (minus that of the timed calls inside it) to ``key``."""
+
     def wrapper(*args, **kwargs):
+        _CHILDREN.append(0.0)
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            totals[key] += time.perf_counter() - start
-            totals[PHASE["now"]] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            own = elapsed - _CHILDREN.pop()
+            _CHILDREN[-1] += elapsed
+            totals[key] += own
+            totals[PHASE["now"]] += own
             calls[key] += 1
 
     return wrapper
 
 
 def instrument(totals: Counter, calls: Counter) -> None:
-    """Wrap every primitive's forward and fast vjps (in place, for this process)."""
+    """Wrap every primitive's forward and vjps (in place, for this process)."""
     for primitive in {p for p in vars(ops).values() if isinstance(p, Primitive)}:
         primitive.forward = timed(primitive.forward, (primitive.name, "forward"), totals, calls)
-        if primitive.fast_vjps is not None:
-            primitive.fast_vjps = tuple(
+        if primitive.vjps is not None:
+            primitive.vjps = tuple(
                 None if vjp is None else timed(vjp, (primitive.name, f"vjp {i}"), totals, calls)
-                for i, vjp in enumerate(primitive.fast_vjps)
+                for i, vjp in enumerate(primitive.vjps)
             )
-        if primitive.fast_vjps_into_g is not None:
-            primitive.fast_vjps_into_g = tuple(
-                None if vjp is None else timed(vjp, (primitive.name, f"vjp {i} into g"), totals, calls)
-                for i, vjp in enumerate(primitive.fast_vjps_into_g)
-            )
-        if primitive.fast_add_into is not None:
-            primitive.fast_add_into = timed(primitive.fast_add_into, (primitive.name, "add into"), totals, calls)
+        if primitive.variadic_vjp is not None:
+            primitive.variadic_vjp = timed(primitive.variadic_vjp, (primitive.name, "vjp"), totals, calls)
 
 
 def main() -> None:
@@ -73,7 +77,8 @@ def main() -> None:
     args = parser.parse_args()
 
     n_layer, n_head, n_embd, block_size, batch = CONFIGS[args.config]
-    model = GPT(GPTConfig(65, block_size, n_layer, n_head, n_embd), seed=0)
+    model = GPT(GPTConfig(65, block_size, n_layer, n_head, n_embd), seed=0).compile()
+    memory.keep_freed_memory()
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     rng = np.random.default_rng(0)
     idx, targets = rng.integers(0, 65, (batch, block_size)), rng.integers(0, 65, (batch, block_size))

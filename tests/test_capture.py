@@ -17,8 +17,7 @@ import autograd as ag
 from autograd import Tensor
 from tinygrad_lm import GPT, GPTConfig
 from tinygrad_lm import functional as F  # noqa: N812
-from tinygrad_lm.model import _captured_body
-from tinygrad_lm.nn import structure_version as nn_structure_version
+from tinygrad_lm.model import _CAPTURED_BODIES, CausalSelfAttention, _captured_body
 
 
 def make_mlp(rng, dtype=np.float64):
@@ -215,8 +214,39 @@ def gpt_config(dropout=0.0):
     return GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=dropout)
 
 
-def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
+def test_an_uncompiled_gpt_runs_its_python_on_every_call(monkeypatch):
+    """Without compile(), a print or breakpoint in the attention runs on every step."""
+    calls = []
+    forward = CausalSelfAttention.forward
+    monkeypatch.setattr(CausalSelfAttention, "forward", lambda self, *a: calls.append(1) or forward(self, *a))
     model = GPT(gpt_config(), seed=0)
+    idx = np.zeros((1, 8), dtype=np.int64)
+    for _ in range(4):
+        model(idx, idx)[1].backward()
+    assert len(calls) == 4 * 2  # every call, both blocks
+    assert model not in _CAPTURED_BODIES
+    model.compile()
+    for _ in range(4):
+        model(idx, idx)
+    assert len(calls) == 8 + 3 * 2  # compiled: the call before the trace, the trace, the first replay's check
+    assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 1}
+
+
+def test_compile_returns_the_model_and_changes_no_value():
+    model = GPT(gpt_config(), seed=0)
+    twin = GPT(gpt_config(), seed=0)
+    assert twin.compile() is twin
+    idx = np.random.default_rng(1).integers(0, 11, (2, 8))
+    for _ in range(3):
+        for m in (model, twin):
+            m.zero_grad()
+            m(idx, idx)[1].backward()
+        for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+            np.testing.assert_array_equal(p.grad.data, q.grad.data, err_msg=name)
+
+
+def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
+    model = GPT(gpt_config(), seed=0).compile()
     rng = np.random.default_rng(0)
     for _ in range(4):  # called, traced, replayed, replayed
         idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
@@ -234,7 +264,7 @@ def test_gpt_training_steps_are_replayed_and_match_calling_the_blocks():
 
 
 def test_gpt_with_active_dropout_or_recorded_attention_is_called_not_replayed():
-    model = GPT(gpt_config(dropout=0.5), seed=0)
+    model = GPT(gpt_config(dropout=0.5), seed=0).compile()
     idx = np.zeros((1, 8), dtype=np.int64)
     first, second = model(idx)[0].data, model(idx)[0].data
     assert not np.array_equal(first, second)  # fresh masks each call
@@ -247,7 +277,7 @@ def test_gpt_with_active_dropout_or_recorded_attention_is_called_not_replayed():
 
 
 def test_gpt_edited_in_place_is_traced_again():
-    model = GPT(gpt_config(), seed=0)
+    model = GPT(gpt_config(), seed=0).compile()
     idx = np.zeros((1, 8), dtype=np.int64)
     for _ in range(3):
         model(idx)
@@ -320,16 +350,25 @@ def test_lists_and_named_tuples_come_back_as_they_went():
 
 
 def test_a_training_loop_that_calls_train_every_step_replays():
-    model = GPT(gpt_config(), seed=0)
+    model = GPT(gpt_config(), seed=0).compile()
     idx = np.zeros((1, 8), dtype=np.int64)
-    version = nn_structure_version()
+    version = model._version
     for _ in range(4):
         model.train()  # what Trainer does before every step: no change, so no new trace
         model(idx, idx)
-    assert nn_structure_version() == version
+    assert model._version == version
     assert _captured_body(model).stats == {"traces": 1, "replays": 2, "direct": 1}
     model.eval()
-    assert nn_structure_version() != version
+    assert model._version != version
+
+
+def test_a_change_counts_in_its_module_and_those_above_only():
+    model, other = GPT(gpt_config(), seed=0), GPT(gpt_config(), seed=1)
+    block = model.transformer.h[0]
+    before = (model._version, block._version, model.transformer.h[1]._version, other._version)
+    block.attn.n_head = 2  # an attribute of a module deep inside the model
+    assert model._version > before[0] and block._version > before[1]
+    assert (model.transformer.h[1]._version, other._version) == before[2:]  # its siblings and other models: no
 
 
 def test_trace_after_lets_shapes_seen_once_simply_run():

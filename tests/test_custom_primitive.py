@@ -1,6 +1,11 @@
-"""Adding a primitive of your own: a forward in numpy and a vjp in engine ops (as in the README)."""
+"""Adding a primitive of your own: a forward in numpy and one vjp (as in the README).
+
+The vjp runs on numpy arrays in a plain backward() and on Tensors with create_graph=True, so it
+is written with what works on both: operators, numpy ufuncs (a Tensor answers np.exp with the
+engine's exp) and the primitives of `autograd.ops`."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 
 import autograd as ag
@@ -11,7 +16,7 @@ from autograd.testing import arrays, shapes
 softplus = ag.Primitive(
     "softplus",
     lambda x: np.logaddexp(0.0, x),
-    vjps=(lambda g, out, x: g * x.sigmoid(),),
+    vjps=(lambda g, out, x: g * ag.ops.sigmoid(x),),  # the engine's sigmoid: stable, and on arrays or Tensors
     save=(0,),
 )
 
@@ -56,17 +61,35 @@ def test_gradcheck_catches_a_wrong_vjp_with_a_per_input_report():
         raise AssertionError("gradcheck (fast) accepted a wrong vjp")
 
 
-def test_a_custom_primitive_may_also_give_array_vjps_for_plain_backward():
-    """``fast_vjps``: the same derivative on numpy arrays, used by backward(); create_graph still
-    uses the engine-op vjp. A user's array may be returned as is: the walk copies before adding."""
-    calls = []
-    fast = ag.Primitive("softplus_fast", lambda x: np.logaddexp(0.0, x),
-                        vjps=(lambda g, out, x: g * x.sigmoid(),), save=(0,))  # fmt: skip
-    fast.fast_vjps = (lambda g, out, x: calls.append(1) or g / (1.0 + np.exp(-x)),)
-    x = Tensor(np.array([-3.0, 0.0, 2.0]), requires_grad=True)
-    (fast(x) * 2.0).sum().backward()
-    assert calls == [1]
-    np.testing.assert_allclose(x.grad.data, 2.0 / (1.0 + np.exp(-x.data)))
-    (g,) = ag.grad(fast(x).sum(), [x], create_graph=True)
-    assert g.requires_grad and calls == [1]
-    assert ag.gradcheck(fast, [np.random.default_rng(0).standard_normal(4)])
+def test_the_one_vjp_runs_on_arrays_in_backward_and_on_tensors_with_create_graph():
+    seen = []
+    def cube_vjp(g, out, x):
+        seen.append(type(g))
+        return g * 3.0 * np.square(x)
+
+    cube = ag.Primitive("cube", lambda x: x**3, vjps=(cube_vjp,), save=(0,))
+    x = Tensor(np.array([-1.0, 0.5, 2.0]), requires_grad=True)
+    cube(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, 3.0 * x.data**2)
+    (g,) = ag.grad(cube(x).sum(), [x], create_graph=True)
+    (h,) = ag.grad(g.sum(), [x])
+    np.testing.assert_array_equal(h.data, 6.0 * x.data)
+    assert seen == [np.ndarray, Tensor]
+
+
+def test_a_vjp_written_with_tensor_methods_gets_one_clear_line():
+    old_style = ag.Primitive("softplus_methods", lambda x: np.logaddexp(0.0, x),
+                             vjps=(lambda g, out, x: g * x.sigmoid(),), save=(0,))  # fmt: skip
+    x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
+    with pytest.raises(TypeError, match="vjp of 'softplus_methods' for input 0: .* receives numpy arrays"):
+        old_style(x).sum().backward()
+    (g,) = ag.grad(old_style(x).sum(), [x], create_graph=True)  # with Tensors it runs
+    np.testing.assert_allclose(g.data, 1.0 / (1.0 + np.exp(-x.data)))
+
+
+def test_a_vjp_may_use_numpy_ufuncs_which_tensors_answer_with_engine_ops():
+    softplus_np = ag.Primitive("softplus_np", lambda x: np.logaddexp(0.0, x),
+                               vjps=(lambda g, out, x: g / (1.0 + np.exp(-x)),), save=(0,))  # fmt: skip
+    assert isinstance(ag.ops.sigmoid(np.zeros(2)), np.ndarray)  # a primitive on arrays: an array, nothing recorded
+    assert ag.gradcheck(softplus_np, [np.random.default_rng(0).standard_normal(4)])
+    assert ag.gradgradcheck(softplus_np, [np.random.default_rng(1).standard_normal(4)])

@@ -319,12 +319,14 @@ def _comparison_refusal(x: Tensor, other: Any) -> str | None:
     return refusal
 
 
-MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}  # ``number < x`` is ``x > number``
+# ``number < x`` is ``x > number`` (Python asks the tensor's mirrored method); ``array < x`` is numpy's
+# ``np.less(array, x)``, which the tensor answers with ``less`` (`Tensor.__array_ufunc__`).
+MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def check_operator(symbol: str, x: Tensor, other: Any, tensor_on_left: bool) -> None:
     fn, name = BINARY[symbol]
-    if not tensor_on_left and symbol in MIRRORED and not isinstance(other, Tensor):
+    if not tensor_on_left and symbol in MIRRORED and not isinstance(other, (Tensor, np.ndarray, np.generic)):
         name = BINARY[MIRRORED[symbol]][1]
     # The engine treats np.float64 (a Python float subclass) as weakly typed, like a Python float.
     numpy_other = float(other) if isinstance(other, np.float64) and x.dtype.kind == "f" else plain(other)

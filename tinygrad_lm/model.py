@@ -29,7 +29,7 @@ import numpy as np
 import autograd as ag
 from autograd import Tensor
 from tinygrad_lm import functional as F  # noqa: N812 (torch users know it as F)
-from tinygrad_lm.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, structure_version
+from tinygrad_lm.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
 
 if TYPE_CHECKING:
     from tinygrad_lm.generate import KVCache, LayerCache
@@ -182,8 +182,8 @@ class GPT(Module):
         tok_emb = self.transformer.wte(ids)  # (B, T, C): what each token is
         pos_emb = self.transformer.wpe(positions)  # (T, C): where it is
         x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
-        if cache is None and self._replayable():
-            logits = _captured_body(self)(x, key=structure_version())  # the same ops, minus the Python
+        if cache is None and self.__dict__.get("_compiled") and self._replayable():  # after model.compile()
+            logits = _captured_body(self)(x, key=self._version)  # the same ops as body(x), minus the Python
         else:
             logits = self.body(x, cache)  # (B, T, V)
         if targets is None:
@@ -200,10 +200,24 @@ class GPT(Module):
         x = self.transformer.ln_f(x)
         return self.lm_head(x)  # (B, T, V): a score for every possible next token
 
+    def compile(self) -> GPT:
+        """Replay the model's `body` (the blocks, the final LayerNorm, the unembedding) from a trace
+        from now on, as ``torch.nn.Module.compile`` does in place; returns the model.
+
+        `autograd.capture` records the primitives a call runs and later calls replay just those, so
+        the Python around them (module calls, method dispatch, shape checks) runs once per input
+        shape, not on every step: a training step of a small model is several times quicker. A
+        shape is traced on its second call and checked on its first replay. While a dropout draws
+        masks or attention weights are recorded, the body is called, not replayed. A ``print`` or a
+        breakpoint in a block's forward runs on the calls that trace, not on replays: debug uncompiled.
+        """
+        self.__dict__["_compiled"] = True
+        return self
+
     def _replayable(self) -> bool:
         """Whether `body` may be replayed from a trace (`autograd.capture`): not while a dropout
         draws masks (each call must draw new ones) or attention weights are being recorded."""
-        version = structure_version()
+        version = self._version
         known = self.__dict__.get("_replayable_at")
         if known is None or known[0] != version:
             dropping = any(isinstance(m, Dropout) and m.training and m.p > 0 for m in self.modules())
@@ -303,9 +317,9 @@ _CAPTURED_BODIES: weakref.WeakKeyDictionary[GPT, ag.Captured] = weakref.WeakKeyD
 
 
 def _captured_body(model: GPT) -> ag.Captured:
-    """``model.body``, traced on the second call with an input shape and mode, and replayed after
-    (`autograd.capture`): shapes seen once (generation without a cache) are never traced. Kept
-    beside the model, not on it, and holding it weakly: no cycle, and a copy gets its own."""
+    """``model.body`` for a compiled model, traced on the second call with an input shape and mode,
+    and replayed after (`autograd.capture`): shapes seen once (generation without a cache) are never
+    traced. Kept beside the model, not on it, and holding it weakly: no cycle, and a copy gets its own."""
     captured = _CAPTURED_BODIES.get(model)
     if captured is None:
         owner = weakref.ref(model)

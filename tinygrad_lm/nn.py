@@ -45,22 +45,6 @@ def parameter(array: np.ndarray, dtype: Any = np.float32) -> Tensor:
     return Tensor(np.asarray(array, dtype=dtype), requires_grad=True)
 
 
-_structure_version = 0
-
-
-def structure_version() -> int:
-    """A number that changes whenever an attribute of any module is set or deleted (a parameter or
-    submodule swapped, a dropout rate changed) or a mode switched (`Module.train`, `Module.eval`):
-    a captured forward pass (`autograd.capture`) keys its traces on it, so an edited model is traced
-    again."""
-    return _structure_version
-
-
-def _structure_changed() -> None:
-    global _structure_version
-    _structure_version += 1
-
-
 class LoadResult(NamedTuple):
     """What `Module.load_state_dict(strict=False)` skipped (both empty after a strict load)."""
 
@@ -80,6 +64,8 @@ class Module:
         state["_name"] = ""  # full dotted name, "" for a root
         state["_parent"] = None  # weakref to the module this one is attached to
         state["training"] = True
+        state["_version"] = 0  # counts the changes to this module and the modules below it
+
 
     # -- registration ----------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -91,7 +77,7 @@ class Module:
             value = ModuleList(value)  # a plain list of modules is registered like torch's nn.ModuleList
         old = modules.get(name)
         object.__setattr__(self, name, value)
-        _structure_changed()
+        self._changed()
         if isinstance(value, Module):
             parameters.pop(name, None)
             modules[name] = value  # a replacement keeps its place in the order
@@ -108,12 +94,22 @@ class Module:
             self._root()._rename()
 
     def __delattr__(self, name: str) -> None:
-        _structure_changed()
+        self._changed()
         self._parameters.pop(name, None)
         old = self._modules.pop(name, None)
         object.__delattr__(self, name)
         if old is not None:
             old._detach_from(self)
+
+    def _changed(self) -> None:
+        """Count a change (an attribute set or deleted, a mode switched) in this module and every
+        module above it: a compiled model's traces are keyed on its ``_version``, so an edited model is
+        traced again."""
+        module: Module | None = self
+        while module is not None:
+            module.__dict__["_version"] += 1
+            parent = module.__dict__["_parent"]
+            module = parent() if parent is not None else None
 
     def _root(self) -> Module:
         module = self
@@ -207,12 +203,10 @@ class Module:
     # -- modes and dtypes ------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Training mode (dropout active) for this module and all below it; returns ``self``."""
-        changed = False
         for module in self.modules():
-            changed = changed or module.training != bool(mode)
-            module.__dict__["training"] = bool(mode)
-        if changed:  # a training loop calls train() every step: no reason to trace its model again
-            _structure_changed()
+            if module.training != bool(mode):  # a training loop calls train() every step: only a switch counts
+                module.__dict__["training"] = bool(mode)
+                module._changed()
         return self
 
     def eval(self) -> Module:

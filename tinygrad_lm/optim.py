@@ -242,8 +242,7 @@ class SGD(Optimizer):
 
 # A group of at most this many numbers is updated as one flat array (a dozen numpy calls in all).
 # Bigger groups go one parameter at a time: each parameter's arrays stay in the CPU cache across the
-# update's dozen passes, which the flat arrays of a big model do not (measured: 4.8M numbers, flat
-# 29 ms, one by one 16 ms; 100K numbers, flat 0.48 ms, one by one 0.90 ms).
+# update's dozen passes, which the flat arrays of a big model do not (PERFORMANCE.md has the figures).
 FLAT_MAX_SIZE = 1 << 20
 
 

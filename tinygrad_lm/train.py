@@ -106,6 +106,8 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.model, self.task, self.config = model, task, config
+        model.compile()  # replay the blocks from a trace: the speed switch a training script turns on
+        ag.memory.keep_freed_memory()  # reuse freed activation memory instead of faulting it in every step
         self.out_dir = os.fspath(out_dir)
         self.optimizer = model.configure_optimizers(
             config.weight_decay, config.learning_rate, betas=(config.beta1, config.beta2)

@@ -1,0 +1,235 @@
+"""Kernels: the numpy algorithms some primitives call, below the op seam.
+
+Each function here takes and returns plain numpy arrays and knows nothing of tensors or graphs. A
+primitive in `autograd.ops` calls one as its forward (``reduce_sum`` calls `sum_array`), and the
+vjps reach them through those primitives, so a learner reading a vjp reads the math, and the way
+the math is computed fast lives here, once. Why each is faster than the obvious numpy call, and by
+how much, is in ``PERFORMANCE.md``.
+
+This is also the seam where another array library (a GPU one) would plug in: these functions and
+the numpy ufuncs named in `autograd.ops` are all the array work the engine does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------------------
+
+
+def kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` with the reduced ``axes`` kept as size 1 (what ``keepdims=True`` gives)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+@functools.lru_cache(maxsize=1024)
+def broadcast_axes(broadcast: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of ``broadcast`` that broadcasting ``shape`` to it added (leading) or stretched (size 1).
+
+    Cached: a model asks the same few questions on every step (a bias's gradient, a LayerNorm's)."""
+    lead = len(broadcast) - len(shape)
+    stretched = tuple(lead + i for i, size in enumerate(shape) if size == 1 and broadcast[lead + i] != 1)
+    return tuple(range(lead)) + stretched
+
+
+@functools.lru_cache(maxsize=256)
+def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes that undo ``transpose(axes)``: ``inverse[axes[i]] = i``."""
+    inverse = [0] * len(axes)
+    for i, axis in enumerate(axes):
+        inverse[axis] = i
+    return tuple(inverse)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sums: a matrix-vector product with ones, where BLAS can do it
+# ---------------------------------------------------------------------------------------------------
+
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_BLAS_MIN_SIZE = 1024  # below this, numpy's own reduction is as quick as the call into BLAS
+# Longer sums stay with numpy's pairwise summation, whose rounding error grows like log(n) rather than
+# like n / (BLAS's handful of running totals): a float32 loss over millions of numbers keeps its digits.
+_BLAS_MAX_LENGTH = 8192
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False) -> np.ndarray:
+    """``np.sum(x, axis, keepdims)``; for a contiguous float array summed over its leading or its
+    trailing axes, computed as a product with a vector of ones.
+
+    ``x (rows, k) @ ones(k)`` is a dot product per row, which BLAS runs with all its vector units
+    (a LayerNorm's mean, a softmax's normaliser); ``ones(rows) @ x`` adds up the rows (a bias's
+    gradient). The sum is the same up to rounding order. Sums of more than `_BLAS_MAX_LENGTH`
+    numbers stay with numpy's more accurate pairwise summation.
+    """
+    if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and x.flags.c_contiguous:
+        axes = axis if type(axis) is tuple else (int(axis),) if isinstance(axis, (int, np.integer)) else None
+        plan = None if axes is None else _blas_sum_plan(x.shape, axes, keepdims)
+        if plan is not None:
+            trailing, length, out_shape = plan
+            if trailing:
+                out = x.reshape(-1, length) @ _ones(length, x.dtype)
+            else:
+                out = _ones(length, x.dtype) @ x.reshape(length, -1)
+            return out.reshape(out_shape)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its Python wrapper
+
+
+@functools.lru_cache(maxsize=1024)
+def _blas_sum_plan(
+    shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool
+) -> tuple[bool, int, tuple[int, ...]] | None:
+    """How `sum_array` sums ``shape`` over ``axes`` with BLAS: (over the trailing axes?, the length
+    of each sum, the result's shape), or None when the axes are not a leading or trailing block."""
+    n = len(shape)
+    axes = tuple(sorted(a % n for a in axes))
+    k = len(axes)
+    if not k:
+        return None
+    out_shape = kept_shape(shape, axes) if keepdims else tuple(s for i, s in enumerate(shape) if i not in axes)
+    inner, outer = math.prod(shape[n - k :]), math.prod(shape[:k])
+    if axes == tuple(range(n - k, n)) and inner <= _BLAS_MAX_LENGTH:
+        return True, inner, out_shape
+    if axes == tuple(range(k)) and outer <= _BLAS_MAX_LENGTH:
+        return False, outer, out_shape
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Broadcasting without numpy's Python-level checks
+# ---------------------------------------------------------------------------------------------------
+
+
+def broadcast_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.broadcast_to(a, shape)``: a read-only view in which each stretched axis has stride 0.
+
+    For ``a`` with as many dims as ``shape`` (a reduction's gradient, kept dims), the view is built
+    straight from strides, skipping `np.broadcast_to`'s checks, which cost more than the rest of a
+    small vjp."""
+    if (
+        type(a) is not np.ndarray or a.ndim != len(shape) or not a.flags.c_contiguous or a.size == 0
+        or any(n != m and n != 1 for n, m in zip(a.shape, shape))
+    ):  # fmt: skip
+        return np.broadcast_to(a, shape)  # (which also says what is wrong with a shape that does not fit)
+    strides = tuple(0 if n != m else stride for n, m, stride in zip(a.shape, shape, a.strides))
+    view = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    view.flags.writeable = False
+    return view
+
+
+# ---------------------------------------------------------------------------------------------------
+# Matrix products
+# ---------------------------------------------------------------------------------------------------
+
+# Below this many multiply-adds, np.dot beats np.matmul on two matrices (a lighter dispatch for the
+# same BLAS call); from about 64^3 on, np.matmul is as fast or faster.
+_DOT_MAX_WORK = 1 << 16
+
+
+def matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.matmul(x, y)``, with a batch of rows times one matrix done as one big product (numpy
+    would loop over the batch, one small BLAS call each), and small matrix products by np.dot."""
+    if y.ndim == 2:
+        if x.ndim == 2 and x.shape[0] * x.shape[1] * y.shape[1] <= _DOT_MAX_WORK:
+            return np.dot(x, y)
+        if x.ndim > 2 and x.shape[-1] == y.shape[0]:
+            rows = math.prod(x.shape[:-1])  # not -1: that cannot be inferred when a size is 0
+            return np.matmul(x.reshape(rows, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[1])
+    return np.matmul(x, y)
+
+
+def is_transposed(y: object) -> bool:
+    """Whether ``y`` is a matrix stored column by column: a transposed view such as ``W.T``."""
+    return isinstance(y, np.ndarray) and y.ndim == 2 and y.flags.f_contiguous and not y.flags.c_contiguous
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scattering: out[index] += g, with repeated indices adding up
+# ---------------------------------------------------------------------------------------------------
+
+_ADD_AT_MAX_SIZE = 2048  # np.add.at wins below about this many numbers picked as rows
+
+
+def is_basic_index(index: tuple) -> bool:
+    """Basic indexing (ints, slices, None, ...) selects each entry at most once, as a view."""
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in index)
+
+
+def scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> np.ndarray:
+    """zeros(shape) with ``g`` added at ``[index]``; repeated indices accumulate."""
+    out = np.zeros(shape, dtype=g.dtype)
+    if is_basic_index(index):
+        out[index] = g  # each entry is picked at most once: a copy into the zeros
+    else:
+        add_at(out, index, g)
+    return out
+
+
+def add_at(out: np.ndarray, index: tuple, g: np.ndarray) -> None:
+    """``out[index] += g`` in place, adding once per time an entry is picked."""
+    if is_basic_index(index):
+        target = out[index]
+        if type(target) is np.ndarray:  # a view (a single element comes back as a scalar copy)
+            add_in_memory_order(target, g)
+        else:
+            out[index] += g
+    elif (
+        len(index) < out.ndim and g.size > _ADD_AT_MAX_SIZE and out.flags.c_contiguous
+        and all(isinstance(i, np.ndarray) for i in index)
+    ):  # fmt: skip
+        segment_sum(out, index, g)  # whole rows (an embedding's): a sorted segment sum is quicker
+    else:  # single entries (cross-entropy's picks), or few: numpy's add.at is quicker (same sums, same order)
+        np.add.at(out, index, g)
+
+
+def segment_sum(out: np.ndarray, index: tuple[np.ndarray, ...], g: np.ndarray) -> None:
+    """``out[index] += g`` for integer-array indices of the leading axes (an embedding's backward),
+    as a sorted segment sum: sort the rows by where they go, add up each run with one `reduceat`,
+    and add each total once. Several times faster than ``np.add.at`` for rows.
+
+    The index arrays broadcast to the shape of the rows they pick; each row of ``g`` (its trailing
+    axes flattened) is added to the row of ``out`` that its flat index names. ``out`` must be
+    C-contiguous: its rows are added through a reshaped view.
+    """
+    lead = len(index)
+    if lead == 1:  # one index array (an embedding's ids): its entries are the row numbers
+        flat = index[0].reshape(-1)
+        if flat.size and flat.min() < 0:
+            flat = flat % out.shape[0]
+    else:
+        flat = np.ravel_multi_index(np.broadcast_arrays(*index), out.shape[:lead], mode="wrap").reshape(-1)
+    if flat.size == 0 or g.size == 0:
+        return
+    rows = g.reshape(flat.size, -1)
+    target = out.reshape(-1, rows.shape[1])
+    order = np.argsort(flat, kind="stable")
+    sorted_flat = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_flat[1:] != sorted_flat[:-1])))
+    target[sorted_flat[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+
+
+def add_in_memory_order(target: np.ndarray, g: np.ndarray) -> None:
+    """``target += g``, walking both in the order ``g`` lies in memory when neither is C-ordered
+    (attention's gradient of one head, a transposed view, into a strided slice of the q/k/v
+    gradient): numpy would follow the target's axis order and read ``g`` in short scattered runs."""
+    if g.ndim > 1 and not g.flags.c_contiguous and not target.flags.c_contiguous:
+        order = _memory_order(g.strides)
+        target, g = target.transpose(order), g.transpose(order)
+    np.add(target, g, out=target)
+
+
+@functools.lru_cache(maxsize=256)
+def _memory_order(strides: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes from the largest stride to the smallest: the transpose that is (nearly) C-ordered."""
+    return tuple(sorted(range(len(strides)), key=lambda axis: -abs(strides[axis])))
