@@ -1,13 +1,18 @@
 """Check the engine's gradients against central differences, in float64.
 
 For ``out = fn(*inputs)`` we fix a random cotangent ``v`` and compare, for each floating input
-``x``, the engine's ``d<v, out>/dx`` with the numerical derivative
+``x``, the engine's ``d<v, out>/dx``, computed both ways the vjps run (a plain backward, on arrays,
+and ``create_graph=True``, on Tensors), with the numerical derivative
 
     (<v, fn(x + eps*u)> - <v, fn(x - eps*u)>) / (2 eps)
 
 along ``u``: every unit vector (``mode="full"``: the whole gradient, entry by entry) or a few
 random directions (``mode="fast"``: one number per direction, as JAX's ``check_grads`` does;
 cheap and, over many draws, as strong). ``mode="auto"`` uses "full" for small inputs.
+
+The default tolerances are what float64 central differences with ``eps=1e-6`` can resolve on
+well-conditioned inputs (rounding ~1e-16 / eps, truncation ~eps^2): tight enough that a vjp off by
+a constant factor of 1 + 1e-5 fails.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ def gradcheck(
     inputs: Any,
     *,
     eps: float = 1e-6,
-    atol: float = 1e-5,
-    rtol: float = 1e-3,
+    atol: float = 1e-7,
+    rtol: float = 1e-6,
     mode: str = "auto",
     n_directions: int = 3,
     seed: int = 0,
@@ -55,7 +60,12 @@ def gradcheck(
     if not out.requires_grad:
         raise GradcheckError("gradcheck: the output does not depend on any input (requires_grad=False)")
     v = rng.standard_normal(out.shape)
-    analytic = grad(out, [args[i] for i in checked], grad_outputs=Tensor(v), allow_unused=True)
+    wrt = [args[i] for i in checked]
+    analytic = {  # the same vjps, run on arrays (a plain backward) and on Tensors (create_graph=True)
+        "": grad(out, wrt, grad_outputs=Tensor(v), allow_unused=True),
+        " with create_graph=True": grad(_call(fn, args), wrt, grad_outputs=Tensor(v), create_graph=True,
+                                        allow_unused=True),
+    }  # fmt: skip
 
     def projected(values: list[np.ndarray]) -> float:
         trial = list(args)
@@ -68,16 +78,20 @@ def gradcheck(
     total = sum(b.size for b in base)
     full = mode == "full" or (mode == "auto" and total <= FULL_CHECK_MAX_ELEMENTS)
     lines, failed = [], False
-    for k, (i, g) in enumerate(zip(checked, analytic)):
+    for k, i in enumerate(checked):
         def at(x: np.ndarray, k: int = k) -> float:
             return projected(base[:k] + [x] + base[k + 1 :])
 
-        if full:
-            ok, line = _check_full(at, base[k], g.data, eps, atol, rtol)
-        else:
-            ok, line = _check_directions(at, base[k], g.data, eps, atol, rtol, rng, n_directions)
-        failed |= not ok
-        lines.append(f"  input {i}, shape {base[k].shape}: {line}")
+        numerical = _numerical_gradient(at, base[k], eps) if full else None
+        for how, grads in analytic.items():
+            g = grads[k].data
+            if full:
+                ok, line = _compare_full(g, numerical, atol, rtol)
+            else:
+                directions = np.random.default_rng(seed + 7919 * k)  # the same directions for both modes
+                ok, line = _check_directions(at, base[k], g, eps, atol, rtol, directions, n_directions)
+            failed |= not ok
+            lines.append(f"  input {i}, shape {base[k].shape}{how}: {line}")
     if failed:
         header = (
             f"gradcheck failed: the engine's gradient disagrees with central differences "
@@ -90,7 +104,9 @@ def gradcheck(
 
 
 def gradgradcheck(fn: Callable[..., Tensor], inputs: Any, *, seed: int = 0, **tolerances: Any) -> bool:
-    """Check second derivatives: gradcheck of ``x -> <d<v, fn(x)>/dx, w>`` for fixed random v, w."""
+    """Check first and second derivatives: `gradcheck` of ``fn`` itself, then gradcheck of
+    ``x -> <d<v, fn(x)>/dx, w>`` for fixed random v, w (the derivative of the recorded gradient)."""
+    gradcheck(fn, inputs, seed=seed, **tolerances)
     args, checked = _prepare(inputs)
     rng = np.random.default_rng(seed + 1)
     out = _call(fn, args)
@@ -135,7 +151,8 @@ def _close(analytic: np.ndarray, numerical: np.ndarray, atol: float, rtol: float
     return np.abs(analytic - numerical) <= atol + rtol * np.abs(numerical)
 
 
-def _check_full(at: Callable, x: np.ndarray, analytic: np.ndarray, eps: float, atol: float, rtol: float):
+def _numerical_gradient(at: Callable, x: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences, entry by entry: (f(x + eps e_j) - f(x - eps e_j)) / (2 eps)."""
     numerical = np.zeros(x.shape)
     flat = numerical.reshape(-1)
     for j in range(x.size):
@@ -143,15 +160,19 @@ def _check_full(at: Callable, x: np.ndarray, analytic: np.ndarray, eps: float, a
         step[j] = eps
         step = step.reshape(x.shape)
         flat[j] = (at(x + step) - at(x - step)) / (2 * eps)
-    error = np.abs(analytic - numerical)
-    if x.size == 0:
+    return numerical
+
+
+def _compare_full(analytic: np.ndarray, numerical: np.ndarray, atol: float, rtol: float) -> tuple[bool, str]:
+    if numerical.size == 0:
         return True, "ok (empty)"
-    worst = np.unravel_index(int(np.argmax(error)), x.shape)
-    if _close(analytic, numerical, atol, rtol).all():
+    error = np.abs(analytic - numerical)
+    worst = np.unravel_index(int(np.argmax(error)), numerical.shape)
+    close = _close(analytic, numerical, atol, rtol)
+    if close.all():
         return True, f"ok (max error {error.max():.2e})"
-    bad = int((~_close(analytic, numerical, atol, rtol)).sum())
     return False, (
-        f"{bad} of {x.size} entries differ; worst at index {tuple(int(w) for w in worst)}: "
+        f"{int((~close).sum())} of {numerical.size} entries differ; worst at index {tuple(int(w) for w in worst)}: "
         f"analytic {analytic[worst]:.6g}, numerical {numerical[worst]:.6g}"
     )
 

@@ -93,3 +93,37 @@ def test_a_vjp_may_use_numpy_ufuncs_which_tensors_answer_with_engine_ops():
     assert isinstance(ag.ops.sigmoid(np.zeros(2)), np.ndarray)  # a primitive on arrays: an array, nothing recorded
     assert ag.gradcheck(softplus_np, [np.random.default_rng(0).standard_normal(4)])
     assert ag.gradgradcheck(softplus_np, [np.random.default_rng(1).standard_normal(4)])
+
+
+def _scaled_square(plain_factor: float, recorded_factor: float) -> ag.Primitive:
+    """x^2 whose vjp is scaled by one factor on arrays (backward) and another on Tensors (create_graph)."""
+
+    def vjp(g, out, x):
+        return g * x * (2.0 * (plain_factor if isinstance(g, np.ndarray) else recorded_factor))
+
+    return ag.Primitive("scaled_square", np.square, vjps=(vjp,), save=(0,))
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_gradcheck_catches_a_vjp_off_by_one_part_in_a_hundred_thousand(mode):
+    x = np.random.default_rng(0).uniform(0.5, 2.0, 600 if mode == "fast" else 6)
+    assert ag.gradcheck(_scaled_square(1.0, 1.0), [x], mode=mode)
+    with pytest.raises(ag.GradcheckError, match=r"input 0, shape \(\d+,\): "):
+        ag.gradcheck(_scaled_square(1.0 + 1e-5, 1.0 + 1e-5), [x], mode=mode)
+
+
+def test_gradcheck_checks_the_vjp_in_both_modes():
+    x = np.array([0.5, 1.0, 2.0])
+    with pytest.raises(ag.GradcheckError) as error:
+        ag.gradcheck(_scaled_square(1.0, 1.001), [x])  # right in backward(), wrong with create_graph
+    report = str(error.value)
+    assert "input 0, shape (3,): ok" in report
+    assert "input 0, shape (3,) with create_graph=True: 3 of 3 entries differ" in report
+
+
+def test_gradgradcheck_checks_the_first_derivative_too():
+    """A first derivative off by a constant factor has a second derivative that agrees with it: only
+    checking the first derivative numerically catches it."""
+    x = np.array([0.5, 1.0, 2.0])
+    with pytest.raises(ag.GradcheckError, match="input 0"):
+        ag.gradgradcheck(_scaled_square(1.01, 1.01), [x])
