@@ -182,8 +182,9 @@ def _visit(
     receivers = [i for i, parent in enumerate(parents)
                  if parent.requires_grad and (leads_to_wanted is None or parent in leads_to_wanted)]  # fmt: skip
     alone = ours and len(receivers) == 1  # g goes on to one input: what that input gets is as much ours as g
+    vjps = op.vjps
     for i in receivers:
-        vjp = op.vjp(i)
+        vjp = vjps[i] if vjps is not None else op.vjp(i)
         if vjp is None:  # an input with no gradient (an index, a condition)
             continue
         try:
@@ -208,7 +209,12 @@ def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:
     the node's own output), so a recorded gradient reaches back into the forward pass."""
     saved, parents = node.saved, node.inputs
     if not as_tensors:
-        return (node if saved[0] is None else saved[0], *[p if a is None else a for p, a in zip(parents, saved[1:])])
+        out = node if saved[0] is None else saved[0]
+        if len(parents) == 1:  # (the common arities, spelled out: this runs for every node)
+            return out, parents[0] if saved[1] is None else saved[1]
+        if len(parents) == 2:
+            return out, parents[0] if saved[1] is None else saved[1], parents[1] if saved[2] is None else saved[2]
+        return (out, *[p if a is None else a for p, a in zip(parents, saved[1:])])
     make = Tensor._make
     out = node if saved[0] is None else make(saved[0], node, True)
     return (out, *[p if a is None else make(a, p, p.requires_grad) for p, a in zip(parents, saved[1:])])

@@ -56,9 +56,8 @@ def _expand_reduced(g: Any, shape: tuple[int, ...], axis: tuple[int, ...], keepd
 
 
 def _matrix_transpose(t: Any) -> Any:
-    """Swap the last two axes (a view)."""
-    n = t.ndim
-    return permute(t, axes=(*range(n - 2), n - 1, n - 2))
+    """Swap the last two axes (a view): ``swapaxes`` is numpy's method and the Tensor's alike."""
+    return t.swapaxes(-1, -2)
 
 
 def value_of(v: Any) -> np.ndarray | None:

@@ -355,6 +355,10 @@ class Tensor:
         perm[a], perm[b] = perm[b], perm[a]
         return _ops.permute(self, axes=tuple(perm))
 
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        """Swap two axes (numpy's name for `transpose` of two axes)."""
+        return self.transpose(axis0, axis1)
+
     @property
     def T(self) -> Tensor:  # noqa: N802 (numpy's name)
         """All axes reversed, as numpy's ``.T``."""
