@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from autograd.kernels import Scattered, add_at
 from autograd.ops import cast, unbroadcast
 from autograd.primitive import STATE, GraphReleasedError, Node, Primitive, check_finite_grad, node_of
 from autograd.tensor import Tensor, as_tensor
@@ -234,14 +235,14 @@ def _fitted(gi: Any, node: Node, i: int, create_graph: bool) -> Any:
                 f"vjp of '{op.name}' returned a gradient of shape {gi.shape} for input {i}, "
                 f"whose shape is {parent.shape}"
             )
-    if not create_graph and type(gi) is not np.ndarray:
+    if not create_graph and type(gi) is not np.ndarray and type(gi) is not Scattered:
         if isinstance(gi, Tensor):
             raise TypeError(f"vjp of '{op.name}' for input {i} returned a Tensor in backward(); return an array")
         gi = np.asarray(gi)  # numpy returns scalars, not 0-d arrays, from 0-d arithmetic
     if gi.dtype != parent.dtype:
         gi = cast(gi, dtype=parent.dtype)
     if STATE.anomaly:
-        check_finite_grad(node, i, gi.data if create_graph else gi)
+        check_finite_grad(node, i, gi.data if create_graph else np.asarray(gi))
     return gi
 
 
@@ -275,8 +276,10 @@ class GradientSums:
     (or a view of one) returned by an engine vjp (`Primitive.builtin`; a user's primitive may return
     memory it keeps), and also, when a node's gradient is ours and the node passes it on to a single
     input (a reshape, a transpose), what that input receives. The seeds, gradients handed to the
-    caller, and everything else are never written into. With ``recorded=True`` (``create_graph``)
-    the sums are recorded ops on Tensors instead, never in place.
+    caller, and everything else are never written into. An indexing vjp's gradient comes as a
+    `Scattered` (zeros except at the index), added into a sum of ours by touching just the picked
+    entries. With ``recorded=True`` (``create_graph``) the sums are recorded ops on Tensors instead,
+    never in place.
     """
 
     def __init__(self, recorded: bool) -> None:
@@ -285,8 +288,10 @@ class GradientSums:
         self.ours: set[Node] = set()  # nodes whose sum is an array of ours
 
     def pop(self, node: Node) -> tuple[Any, bool]:
-        """The total gradient of ``node`` (None if none arrived), and whether it is ours."""
+        """The total gradient of ``node`` as an array (None if none arrived), and whether it is ours."""
         g = self.sums.pop(node, None)
+        if type(g) is Scattered:
+            g = g.dense()
         if node in self.ours:
             self.ours.discard(node)
             return g, True
@@ -299,23 +304,38 @@ class GradientSums:
             self.sums[node] = g
             if ours:
                 self.ours.add(node)
-        elif self.recorded:
+            return
+        if self.recorded:
             self.sums[node] = previous + g  # a recorded add: part of the gradient's graph
-        elif node in self.ours:
-            np.add(previous, g, out=previous)
+            return
+        if node in self.ours:
+            total = _add_into(previous, g)
         elif ours:  # add into the new array instead
-            np.add(g, previous, out=g)
-            self.sums[node] = g
-            self.ours.add(node)
+            total = _add_into(g, previous)
         else:
-            self.sums[node] = np.asarray(previous + g)
-            self.ours.add(node)
+            total = np.asarray(previous + g)
+        self.sums[node] = total
+        self.ours.add(node)
 
+
+def _add_into(target: Any, other: Any) -> np.ndarray:
+    """``target += other`` for ``target`` an array of ours (a `Scattered` is written out first)."""
+    if type(target) is Scattered:
+        target = target.dense()
+    if type(other) is Scattered:
+        add_at(target, other.index, other.values)
+    else:
+        np.add(target, other, out=target)
+    return target
 
 
 def _made_by_walk(op: Primitive, gi: Any, g: Any, g_is_ours_alone: bool) -> bool:
     """Whether ``gi``, what ``op``'s vjp returned for ``g``, is an array of ours (see `GradientSums`)."""
-    if not op.builtin or type(gi) is not np.ndarray or not gi.flags.writeable:
+    if not op.builtin:
+        return False
+    if type(gi) is Scattered:
+        return True  # it is written out into a new array before anything is added into it
+    if type(gi) is not np.ndarray or not gi.flags.writeable:
         return False
     if g_is_ours_alone:
         return True

@@ -166,14 +166,59 @@ def is_basic_index(index: tuple) -> bool:
     return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in index)
 
 
-def scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> np.ndarray:
-    """zeros(shape) with ``g`` added at ``[index]``; repeated indices accumulate."""
-    out = np.zeros(shape, dtype=g.dtype)
-    if is_basic_index(index):
-        out[index] = g  # each entry is picked at most once: a copy into the zeros
-    else:
-        add_at(out, index, g)
-    return out
+class Scattered(np.lib.mixins.NDArrayOperatorsMixin):
+    """``zeros(shape)`` with ``values`` added at ``[index]``, not yet written out: what `scatter_add`
+    returns on plain arrays, so what the vjp of ``x[index]`` gives in a plain backward.
+
+    That gradient is zero except at ``index``. Kept in this form, adding it into a gradient that
+    already exists touches only the picked entries (`add_at`) instead of building an array of
+    zeros the size of ``x`` and adding all of it: for attention's q, k and v, three slices of one
+    array, two zero-filled arrays and two whole additions fewer per layer. Anything that uses it as
+    an array (``np.asarray``, arithmetic, a Tensor) gets the dense array, `dense()`.
+    """
+
+    __slots__ = ("values", "shape", "index")
+
+    def __init__(self, values: np.ndarray, shape: tuple[int, ...], index: tuple) -> None:
+        self.values, self.shape, self.index = values, shape, index
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dense(self) -> np.ndarray:
+        """The array itself: zeros, with the values added at the index (a new array)."""
+        out = np.zeros(self.shape, dtype=self.values.dtype)
+        if is_basic_index(self.index):
+            out[self.index] = self.values  # each entry is picked at most once: a copy into the zeros
+        elif len(self.index) < out.ndim and self.values.size > _ADD_AT_MAX_SIZE and all(
+            isinstance(i, np.ndarray) for i in self.index
+        ):
+            segment_sum(out, self.index, self.values)  # whole rows (an embedding's): a sorted segment sum
+        else:  # single entries (cross-entropy's picks), or few: numpy's add.at is quicker
+            np.add.at(out, self.index, self.values)
+        return out
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        out = self.dense()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: object, **kwargs: object) -> object:
+        inputs = tuple(x.dense() if isinstance(x, Scattered) else x for x in inputs)
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Scattered(shape={self.shape}, dtype={self.dtype}, picked={self.values.shape})"
+
+
+def scatter_add(g: np.ndarray, shape: tuple[int, ...], index: tuple) -> Scattered:
+    """zeros(shape) with ``g`` added at ``[index]`` (repeated indices accumulate), as a `Scattered`
+    that is written out only when used as an array."""
+    return Scattered(g, shape, index)
 
 
 def add_at(out: np.ndarray, index: tuple, g: np.ndarray) -> None:
@@ -184,12 +229,9 @@ def add_at(out: np.ndarray, index: tuple, g: np.ndarray) -> None:
             add_in_memory_order(target, g)
         else:
             out[index] += g
-    elif (
-        len(index) < out.ndim and g.size > _ADD_AT_MAX_SIZE and out.flags.c_contiguous
-        and all(isinstance(i, np.ndarray) for i in index)
-    ):  # fmt: skip
-        segment_sum(out, index, g)  # whole rows (an embedding's): a sorted segment sum is quicker
-    else:  # single entries (cross-entropy's picks), or few: numpy's add.at is quicker (same sums, same order)
+    elif out.flags.c_contiguous and all(isinstance(i, np.ndarray) for i in index):
+        segment_sum(out, index, g)  # rows or entries picked by integer arrays
+    else:
         np.add.at(out, index, g)
 
 
