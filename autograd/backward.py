@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from autograd.kernels import Scattered, add_at
+from autograd.kernels import REUSE_MIN_BYTES, Reusable, Scattered, add_at
 from autograd.ops import cast, unbroadcast
 from autograd.primitive import STATE, GraphReleasedError, Node, Primitive, check_finite_grad, node_of
 from autograd.tensor import Tensor, as_tensor
@@ -182,14 +182,19 @@ def _visit(
         STATE.scope, STATE.vjp_of = node.scope, node
     receivers = [i for i, parent in enumerate(parents)
                  if parent.requires_grad and (leads_to_wanted is None or parent in leads_to_wanted)]  # fmt: skip
-    alone = ours and len(receivers) == 1  # g goes on to one input: what that input gets is as much ours as g
     vjps = op.vjps
+    g_memory = None if create_graph else _memory(g)
+    passed_on = False  # whether an earlier vjp of this node returned g itself or a view of it
     for i in receivers:
         vjp = vjps[i] if vjps is not None else op.vjp(i)
         if vjp is None:  # an input with no gradient (an index, a condition)
             continue
+        # The last vjp to read g, when g is ours and no earlier one passed it on, owns g: what it returns
+        # is ours, and if it reads g once (`ops.reuses_g`), its first op may compute into g's memory.
+        owns_g = ours and not passed_on and i == receivers[-1]
+        reuse = owns_g and not create_graph and g.nbytes >= REUSE_MIN_BYTES and getattr(vjp, "reuses_g", False)
         try:
-            gi = vjp(g, *args, **node.attrs)
+            gi = vjp(Reusable.of(g) if reuse else g, *args, **node.attrs)
         except AttributeError as error:
             if not isinstance(getattr(error, "obj", None), (np.ndarray, np.generic)):
                 raise  # (a shape-only Node says itself what to do)
@@ -201,7 +206,12 @@ def _visit(
         parent = parents[i]
         if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
             gi = _fitted(gi, node, i, create_graph)
-        sums.add(parent, gi, ours=_made_by_walk(op, gi, g, alone))
+        if create_graph:
+            sums.add(parent, gi, ours=False)
+            continue
+        shares_g = _memory(gi.values if type(gi) is Scattered else gi) is g_memory
+        passed_on = passed_on or shares_g
+        sums.add(parent, gi, ours=_made_by_walk(op, gi, owns_g or not shares_g))
 
 
 def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:
@@ -238,7 +248,7 @@ def _fitted(gi: Any, node: Node, i: int, create_graph: bool) -> Any:
     if not create_graph and type(gi) is not np.ndarray and type(gi) is not Scattered:
         if isinstance(gi, Tensor):
             raise TypeError(f"vjp of '{op.name}' for input {i} returned a Tensor in backward(); return an array")
-        gi = np.asarray(gi)  # numpy returns scalars, not 0-d arrays, from 0-d arithmetic
+        gi = gi.view(np.ndarray) if isinstance(gi, Reusable) else np.asarray(gi)  # (0-d arithmetic gives scalars)
     if gi.dtype != parent.dtype:
         gi = cast(gi, dtype=parent.dtype)
     if STATE.anomaly:
@@ -274,12 +284,13 @@ class GradientSums:
     Adding ``b`` into ``a`` in place saves allocating ``a + b``, but only an array nobody else can
     see may be written into. Such an array is *ours*: one the walk itself made. That is a new array
     (or a view of one) returned by an engine vjp (`Primitive.builtin`; a user's primitive may return
-    memory it keeps), and also, when a node's gradient is ours and the node passes it on to a single
-    input (a reshape, a transpose), what that input receives. The seeds, gradients handed to the
-    caller, and everything else are never written into. An indexing vjp's gradient comes as a
-    `Scattered` (zeros except at the index), added into a sum of ours by touching just the picked
-    entries. With ``recorded=True`` (``create_graph``) the sums are recorded ops on Tensors instead,
-    never in place.
+    memory it keeps). A node's gradient, when ours, belongs to the last of its vjps to read it, if
+    no earlier one passed it on: what that vjp returns is ours (a reshape's view of it, say), and a
+    vjp that reads ``g`` once (`ops.reuses_g`) may compute into ``g``'s memory (`_visit`). The
+    seeds, gradients handed to the caller, and everything else are never written into. An indexing
+    vjp's gradient comes as a `Scattered` (zeros except at the index), added into a sum of ours by
+    touching just the picked entries. With ``recorded=True`` (``create_graph``) the sums are
+    recorded ops on Tensors instead, never in place.
     """
 
     def __init__(self, recorded: bool) -> None:
@@ -329,18 +340,20 @@ def _add_into(target: Any, other: Any) -> np.ndarray:
     return target
 
 
-def _made_by_walk(op: Primitive, gi: Any, g: Any, g_is_ours_alone: bool) -> bool:
-    """Whether ``gi``, what ``op``'s vjp returned for ``g``, is an array of ours (see `GradientSums`)."""
+def _made_by_walk(op: Primitive, gi: Any, ours_if_new: bool) -> bool:
+    """Whether ``gi``, what ``op``'s vjp returned, is an array of ours (see `GradientSums`):
+    ``ours_if_new`` says whether its memory is the walk's to give (not g's, or g's to take)."""
     if not op.builtin:
         return False
     if type(gi) is Scattered:
         return True  # it is written out into a new array before anything is added into it
-    if type(gi) is not np.ndarray or not gi.flags.writeable:
-        return False
-    if g_is_ours_alone:
-        return True
-    memory = gi if gi.base is None else gi.base  # views share their base's memory
-    return memory is not (g if g.base is None else g.base)
+    return type(gi) is np.ndarray and gi.flags.writeable and ours_if_new
+
+
+def _memory(array: np.ndarray) -> np.ndarray:
+    """The array that owns ``array``'s memory (views share their base's)."""
+    base = array.base
+    return array if base is None else base
 
 
 def _write_leaf_grad(node: Node, g: Any, ours: bool, create_graph: bool) -> None:

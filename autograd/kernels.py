@@ -155,6 +155,50 @@ def is_transposed(y: object) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Reusing a gradient's memory for the result computed from it
+# ---------------------------------------------------------------------------------------------------
+
+# Ufuncs whose result has the dtype numpy's promotion gives their inputs (comparisons do not).
+_ARITHMETIC = frozenset({np.add, np.subtract, np.multiply, np.divide, np.negative})
+REUSE_MIN_BYTES = 1 << 18  # below 256 KiB (where numpy starts eliding temporaries) a new array is cheaper
+
+
+class Reusable(np.ndarray):
+    """An array whose memory the first arithmetic ufunc that reads it may take for its result.
+
+    numpy does this by itself for temporaries (``a * b * c`` computes the second product into the
+    first's array), but never for an array a variable still names. The backward walk hands a vjp
+    its ``g`` as a `Reusable` when nothing will read ``g`` after that vjp and the vjp reads it once
+    (``ops.reuses_g``): ``g * out`` is then computed into ``g``, one array fewer to bring into the
+    cache. Views of it, and everything computed from it, are plain arrays.
+    """
+
+    reusable: bool
+
+    @staticmethod
+    def of(array: np.ndarray) -> Reusable:
+        view = array.view(Reusable)
+        view.reusable = True
+        return view
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.reusable = False  # a view or a copy of it: never reused
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: object, **kwargs: object) -> object:
+        plain = tuple(x.view(np.ndarray) if isinstance(x, Reusable) else x for x in inputs)
+        if (
+            self.reusable and method == "__call__" and not kwargs and ufunc in _ARITHMETIC
+            and any(x is self for x in inputs) and np.result_type(*plain) == self.dtype
+            and np.broadcast_shapes(*[np.shape(x) for x in plain]) == self.shape
+        ):  # fmt: skip
+            self.reusable = False
+            return ufunc(*plain, out=self.view(np.ndarray))
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, Reusable) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Scattering: out[index] += g, with repeated indices adding up
 # ---------------------------------------------------------------------------------------------------
 

@@ -60,6 +60,13 @@ def _matrix_transpose(t: Any) -> Any:
     return t.swapaxes(-1, -2)
 
 
+def reuses_g(vjp: Any) -> Any:
+    """Mark a vjp that reads ``g`` once, in an elementwise op: when nothing else will read ``g``, the
+    backward walk lets that op compute its result into ``g``'s memory (`kernels.Reusable`)."""
+    vjp.reuses_g = True
+    return vjp
+
+
 def value_of(v: Any) -> np.ndarray | None:
     """The array behind a vjp argument: itself, a Tensor's data, or None for a shape-only `Node`.
 
@@ -83,12 +90,14 @@ def _explain_broadcast(op: str, error: Exception, *tensors: Any, **attrs: Any) -
 # Elementwise, one input
 # ---------------------------------------------------------------------------------------------------
 
-neg = Primitive("neg", np.negative, vjps=(lambda g, out, x: -g,), save=())
-exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",))  # (e^x)' = e^x
-log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,))  # (log x)' = 1/x
-sqrt = Primitive("sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",))  # 1/(2 sqrt x)
-square = Primitive("square", np.square, vjps=(lambda g, out, x: g * x * 2.0,), save=(0,))  # (x^2)' = 2x
-tanh = Primitive("tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",))  # 1 - tanh^2
+neg = Primitive("neg", np.negative, vjps=(reuses_g(lambda g, out, x: -g),), save=())
+exp = Primitive("exp", np.exp, vjps=(reuses_g(lambda g, out, x: g * out),), save=("out",))  # (e^x)' = e^x
+log = Primitive("log", np.log, vjps=(reuses_g(lambda g, out, x: g / x),), save=(0,))  # (log x)' = 1/x
+sqrt = Primitive("sqrt", np.sqrt, vjps=(reuses_g(lambda g, out, x: g / (out * 2.0)),), save=("out",))  # 1/(2 sqrt x)
+square = Primitive("square", np.square, vjps=(reuses_g(lambda g, out, x: g * x * 2.0),), save=(0,))  # (x^2)' = 2x
+tanh = Primitive(  # tanh' = 1 - tanh^2
+    "tanh", np.tanh, vjps=(reuses_g(lambda g, out, x: g * (1.0 - out * out)),), save=("out",)
+)  # fmt: skip
 
 
 def _rsqrt(x: np.ndarray) -> np.ndarray:
@@ -98,7 +107,7 @@ def _rsqrt(x: np.ndarray) -> np.ndarray:
 
 
 rsqrt = Primitive(  # y = x^(-1/2):  dy/dx = -1/2 x^(-3/2) = -1/2 y^3
-    "rsqrt", _rsqrt, vjps=(lambda g, out, x: g * (out * out * out) * -0.5,), save=("out",)
+    "rsqrt", _rsqrt, vjps=(reuses_g(lambda g, out, x: g * (out * out * out) * -0.5),), save=("out",)
 )  # fmt: skip
 
 
@@ -113,10 +122,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 sigmoid = Primitive(  # s' = s (1 - s)
-    "sigmoid", _sigmoid, vjps=(lambda g, out, x: g * (out * (1.0 - out)),), save=("out",)
+    "sigmoid", _sigmoid, vjps=(reuses_g(lambda g, out, x: g * (out * (1.0 - out))),), save=("out",)
 )  # fmt: skip
-relu = Primitive("relu", lambda x: np.maximum(x, 0), vjps=(lambda g, out, x: g * (out > 0),), save=("out",))
-absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=(0,))
+relu = Primitive(
+    "relu", lambda x: np.maximum(x, 0), vjps=(reuses_g(lambda g, out, x: g * (out > 0)),), save=("out",)
+)
+absolute = Primitive("abs", np.abs, vjps=(reuses_g(lambda g, out, x: g * sign(x)),), save=(0,))
 cast = Primitive(
     "cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: cast(g, dtype=x.dtype),), save=()
 )  # fmt: skip
@@ -144,11 +155,15 @@ def _binary(
 
 add = _binary("add", np.add, lambda g, out, x, y: g, lambda g, out, x, y: g, save=())
 sub = _binary(  # dy = -g, negated after summing out broadcast axes (a pass over y's shape, not g's)
-    "sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -unbroadcast(g, y.shape), save=()
+    "sub", np.subtract, lambda g, out, x, y: g, reuses_g(lambda g, out, x, y: -unbroadcast(g, y.shape)), save=()
 )
-mul = _binary("mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save={0: (1,), 1: (0,)})
+mul = _binary(
+    "mul", np.multiply, reuses_g(lambda g, out, x, y: g * y), reuses_g(lambda g, out, x, y: g * x),
+    save={0: (1,), 1: (0,)},
+)
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
-    "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save={0: (1,), 1: ("out", 1)}
+    "div", np.divide, reuses_g(lambda g, out, x, y: g / y), reuses_g(lambda g, out, x, y: -g * out / y),
+    save={0: (1,), 1: ("out", 1)},
 )
 
 
