@@ -168,9 +168,10 @@ class Reusable(np.ndarray):
 
     numpy does this by itself for temporaries (``a * b * c`` computes the second product into the
     first's array), but never for an array a variable still names. The backward walk hands a vjp
-    its ``g`` as a `Reusable` when nothing will read ``g`` after that vjp and the vjp reads it once
-    (``ops.reuses_g``): ``g * out`` is then computed into ``g``, one array fewer to bring into the
-    cache. Views of it, and everything computed from it, are plain arrays.
+    its ``g`` as a `Reusable` when nothing will read ``g`` after that vjp and the vjp is one
+    expression that reads ``g`` once (``ops.reuses_g``): ``g * x * 2.0`` is then computed into
+    ``g``, and the result, reusable in turn, takes ``* 2.0`` in place too: no new array at all.
+    Views of it, and results of other shapes or dtypes, are plain arrays.
     """
 
     reusable: bool
@@ -192,7 +193,7 @@ class Reusable(np.ndarray):
             and np.broadcast_shapes(*[np.shape(x) for x in plain]) == self.shape
         ):  # fmt: skip
             self.reusable = False
-            return ufunc(*plain, out=self.view(np.ndarray))
+            return Reusable.of(ufunc(*plain, out=self.view(np.ndarray)))  # the next op of the expression may reuse it
         if "out" in kwargs:
             kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, Reusable) else x for x in kwargs["out"])
         return getattr(ufunc, method)(*plain, **kwargs)

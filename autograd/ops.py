@@ -61,8 +61,9 @@ def _matrix_transpose(t: Any) -> Any:
 
 
 def reuses_g(vjp: Any) -> Any:
-    """Mark a vjp that reads ``g`` once, in an elementwise op: when nothing else will read ``g``, the
-    backward walk lets that op compute its result into ``g``'s memory (`kernels.Reusable`)."""
+    """Mark a vjp that is one expression reading ``g`` once (``g * out``, ``-g * out / y``): when
+    nothing else will read ``g``, the backward walk lets the expression's elementwise ops compute
+    into ``g``'s memory (`kernels.Reusable`). The numbers are the same; only where they live changes."""
     vjp.reuses_g = True
     return vjp
 
