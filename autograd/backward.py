@@ -190,9 +190,9 @@ def _visit(
         if vjp is None:  # an input with no gradient (an index, a condition)
             continue
         # The last vjp to read g, when g is ours and no earlier one passed it on, owns g: what it returns
-        # is ours, and if it reads g once (`ops.reuses_g`), its first op may compute into g's memory.
+        # is ours, and if it is one expression reading g once (`Primitive.reuses_g`), it may run in g's memory.
         owns_g = ours and not passed_on and i == receivers[-1]
-        reuse = owns_g and not create_graph and g.nbytes >= REUSE_MIN_BYTES and getattr(vjp, "reuses_g", False)
+        reuse = owns_g and op.reuses_g and not create_graph and g.nbytes >= REUSE_MIN_BYTES
         try:
             gi = vjp(Reusable.of(g) if reuse else g, *args, **node.attrs)
         except AttributeError as error:
@@ -286,7 +286,7 @@ class GradientSums:
     (or a view of one) returned by an engine vjp (`Primitive.builtin`; a user's primitive may return
     memory it keeps). A node's gradient, when ours, belongs to the last of its vjps to read it, if
     no earlier one passed it on: what that vjp returns is ours (a reshape's view of it, say), and a
-    vjp that reads ``g`` once (`ops.reuses_g`) may compute into ``g``'s memory (`_visit`). The
+    vjp that reads ``g`` once (`Primitive.reuses_g`) may compute into ``g``'s memory (`_visit`). The
     seeds, gradients handed to the caller, and everything else are never written into. An indexing
     vjp's gradient comes as a `Scattered` (zeros except at the index), added into a sum of ours by
     touching just the picked entries. With ``recorded=True`` (``create_graph``) the sums are

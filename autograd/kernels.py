@@ -169,7 +169,7 @@ class Reusable(np.ndarray):
     numpy does this by itself for temporaries (``a * b * c`` computes the second product into the
     first's array), but never for an array a variable still names. The backward walk hands a vjp
     its ``g`` as a `Reusable` when nothing will read ``g`` after that vjp and the vjp is one
-    expression that reads ``g`` once (``ops.reuses_g``): ``g * x * 2.0`` is then computed into
+    expression that reads ``g`` once (`Primitive.reuses_g`): ``g * x * 2.0`` is then computed into
     ``g``, and the result, reusable in turn, takes ``* 2.0`` in place too: no new array at all.
     Views of it, and results of other shapes or dtypes, are plain arrays.
     """

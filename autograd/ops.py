@@ -3,7 +3,9 @@
 Read a row as ``name = Primitive("name", forward, vjps=(vjp for input 0, vjp for input 1, ...))``.
 A vjp is ``(g, out, *inputs, **attrs) -> gradient for its input``: given ``g = dL/d(out)``, it
 returns ``dL/d(input)``. ``save=`` lists what the vjps read ("out" and/or input positions);
-``broadcasts=True`` means gradients are summed back to each input's shape by `unbroadcast`.
+``broadcasts=True`` means gradients are summed back to each input's shape by `unbroadcast`;
+``reuses_g=True`` that each vjp is one expression reading ``g`` once, so the walk may let it
+compute in ``g``'s memory (`kernels.Reusable`): the same numbers, one array fewer.
 
 Each vjp is written once, with operators and the primitives of this file, and runs in two ways:
 
@@ -60,14 +62,6 @@ def _matrix_transpose(t: Any) -> Any:
     return t.swapaxes(-1, -2)
 
 
-def reuses_g(vjp: Any) -> Any:
-    """Mark a vjp that is one expression reading ``g`` once (``g * out``, ``-g * out / y``): when
-    nothing else will read ``g``, the backward walk lets the expression's elementwise ops compute
-    into ``g``'s memory (`kernels.Reusable`). The numbers are the same; only where they live changes."""
-    vjp.reuses_g = True
-    return vjp
-
-
 def value_of(v: Any) -> np.ndarray | None:
     """The array behind a vjp argument: itself, a Tensor's data, or None for a shape-only `Node`.
 
@@ -91,13 +85,15 @@ def _explain_broadcast(op: str, error: Exception, *tensors: Any, **attrs: Any) -
 # Elementwise, one input
 # ---------------------------------------------------------------------------------------------------
 
-neg = Primitive("neg", np.negative, vjps=(reuses_g(lambda g, out, x: -g),), save=())
-exp = Primitive("exp", np.exp, vjps=(reuses_g(lambda g, out, x: g * out),), save=("out",))  # (e^x)' = e^x
-log = Primitive("log", np.log, vjps=(reuses_g(lambda g, out, x: g / x),), save=(0,))  # (log x)' = 1/x
-sqrt = Primitive("sqrt", np.sqrt, vjps=(reuses_g(lambda g, out, x: g / (out * 2.0)),), save=("out",))  # 1/(2 sqrt x)
-square = Primitive("square", np.square, vjps=(reuses_g(lambda g, out, x: g * x * 2.0),), save=(0,))  # (x^2)' = 2x
+neg = Primitive("neg", np.negative, vjps=(lambda g, out, x: -g,), save=(), reuses_g=True)
+exp = Primitive("exp", np.exp, vjps=(lambda g, out, x: g * out,), save=("out",), reuses_g=True)  # (e^x)' = e^x
+log = Primitive("log", np.log, vjps=(lambda g, out, x: g / x,), save=(0,), reuses_g=True)  # (log x)' = 1/x
+sqrt = Primitive(  # (sqrt x)' = 1 / (2 sqrt x)
+    "sqrt", np.sqrt, vjps=(lambda g, out, x: g / (out * 2.0),), save=("out",), reuses_g=True
+)  # fmt: skip
+square = Primitive("square", np.square, vjps=(lambda g, out, x: g * x * 2.0,), save=(0,), reuses_g=True)  # 2x
 tanh = Primitive(  # tanh' = 1 - tanh^2
-    "tanh", np.tanh, vjps=(reuses_g(lambda g, out, x: g * (1.0 - out * out)),), save=("out",)
+    "tanh", np.tanh, vjps=(lambda g, out, x: g * (1.0 - out * out),), save=("out",), reuses_g=True
 )  # fmt: skip
 
 
@@ -108,7 +104,7 @@ def _rsqrt(x: np.ndarray) -> np.ndarray:
 
 
 rsqrt = Primitive(  # y = x^(-1/2):  dy/dx = -1/2 x^(-3/2) = -1/2 y^3
-    "rsqrt", _rsqrt, vjps=(reuses_g(lambda g, out, x: g * (out * out * out) * -0.5),), save=("out",)
+    "rsqrt", _rsqrt, vjps=(lambda g, out, x: g * (out * out * out) * -0.5,), save=("out",), reuses_g=True
 )  # fmt: skip
 
 
@@ -123,12 +119,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 sigmoid = Primitive(  # s' = s (1 - s)
-    "sigmoid", _sigmoid, vjps=(reuses_g(lambda g, out, x: g * (out * (1.0 - out))),), save=("out",)
+    "sigmoid", _sigmoid, vjps=(lambda g, out, x: g * (out * (1.0 - out)),), save=("out",), reuses_g=True
 )  # fmt: skip
 relu = Primitive(
-    "relu", lambda x: np.maximum(x, 0), vjps=(reuses_g(lambda g, out, x: g * (out > 0)),), save=("out",)
+    "relu", lambda x: np.maximum(x, 0), vjps=(lambda g, out, x: g * (out > 0),), save=("out",), reuses_g=True
 )
-absolute = Primitive("abs", np.abs, vjps=(reuses_g(lambda g, out, x: g * sign(x)),), save=(0,))
+absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=(0,), reuses_g=True)
 cast = Primitive(
     "cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: cast(g, dtype=x.dtype),), save=()
 )  # fmt: skip
@@ -149,22 +145,24 @@ not_equal = Primitive("not_equal", np.not_equal, explain=_explain_broadcast)
 
 
 def _binary(
-    name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str | int] | Mapping[int, Sequence[str | int]]
-) -> Primitive:
-    return Primitive(name, forward, vjps=(vjp_x, vjp_y), save=save, broadcasts=True, explain=_explain_broadcast)
+    name: str, forward: Any, vjp_x: Any, vjp_y: Any, save: Sequence[str | int] | Mapping[int, Sequence[str | int]],
+    reuses_g: bool = False,
+) -> Primitive:  # fmt: skip
+    return Primitive(
+        name, forward, vjps=(vjp_x, vjp_y), save=save, broadcasts=True, explain=_explain_broadcast, reuses_g=reuses_g
+    )
 
 
 add = _binary("add", np.add, lambda g, out, x, y: g, lambda g, out, x, y: g, save=())
 sub = _binary(  # dy = -g, negated after summing out broadcast axes (a pass over y's shape, not g's)
-    "sub", np.subtract, lambda g, out, x, y: g, reuses_g(lambda g, out, x, y: -unbroadcast(g, y.shape)), save=()
+    "sub", np.subtract, lambda g, out, x, y: g, lambda g, out, x, y: -unbroadcast(g, y.shape), save=(), reuses_g=True
 )
 mul = _binary(
-    "mul", np.multiply, reuses_g(lambda g, out, x, y: g * y), reuses_g(lambda g, out, x, y: g * x),
-    save={0: (1,), 1: (0,)},
+    "mul", np.multiply, lambda g, out, x, y: g * y, lambda g, out, x, y: g * x, save={0: (1,), 1: (0,)}, reuses_g=True
 )
 div = _binary(  # out = x / y:  dx = g / y,  dy = -g x / y^2 = -g out / y
-    "div", np.divide, reuses_g(lambda g, out, x, y: g / y), reuses_g(lambda g, out, x, y: -g * out / y),
-    save={0: (1,), 1: ("out", 1)},
+    "div", np.divide, lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y, save={0: (1,), 1: ("out", 1)},
+    reuses_g=True,
 )
 
 

@@ -307,6 +307,8 @@ class Primitive:
     ``{0: (1,), 1: (0,)}``), only what the inputs that require grad need is kept: ``x * 2.0``
     keeps nothing of ``x``. With ``broadcasts=True`` a gradient whose shape is the broadcast shape
     is summed back to its input's shape (`autograd.ops.unbroadcast`), in this one place.
+    ``reuses_g=True`` declares that each vjp is one expression that reads ``g`` once (``g * out``),
+    so the backward walk may let it compute in ``g``'s memory when nothing else needs ``g``.
 
     Example: a numerically stable softplus, ``log(1 + e^x)``, whose derivative is ``sigmoid(x)``::
 
@@ -324,6 +326,7 @@ class Primitive:
         save: Sequence[str | int] | Mapping[int, Sequence[str | int]] | None = None,
         broadcasts: bool = False,
         explain: Callable[..., str] | None = None,
+        reuses_g: bool = False,
     ) -> None:
         self.name = name
         self.forward = forward
@@ -358,6 +361,7 @@ class Primitive:
             self._two_input_keeps = [[self._keeps_for((a, b)) for b in (False, True)] for a in (False, True)]
         self.broadcasts = broadcasts
         self.explain = explain
+        self.reuses_g = reuses_g
         # True for the engine's own primitives (set by `autograd.ops`): their vjps return new arrays or
         # views of ``g``, never memory they keep, so the backward walk may sum into what they return.
         self.builtin = False
