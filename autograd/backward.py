@@ -207,11 +207,11 @@ def _visit(
         if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
             gi = _fitted(gi, node, i, create_graph)
         if create_graph:
-            sums.add(parent, gi, ours=False)
+            sums.add(parent, gi, False)
             continue
         shares_g = _memory(gi.values if type(gi) is Scattered else gi) is g_memory
         passed_on = passed_on or shares_g
-        sums.add(parent, gi, ours=_made_by_walk(op, gi, owns_g or not shares_g))
+        sums.add(parent, gi, _made_by_walk(op, gi, owns_g or not shares_g))
 
 
 def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:

@@ -187,16 +187,27 @@ class Reusable(np.ndarray):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: object, **kwargs: object) -> object:
         plain = tuple(x.view(np.ndarray) if isinstance(x, Reusable) else x for x in inputs)
-        if (
-            self.reusable and method == "__call__" and not kwargs and ufunc in _ARITHMETIC
-            and any(x is self for x in inputs) and np.result_type(*plain) == self.dtype
-            and np.broadcast_shapes(*[np.shape(x) for x in plain]) == self.shape
-        ):  # fmt: skip
+        if self.reusable and method == "__call__" and not kwargs and ufunc in _ARITHMETIC and _fits(plain, self):
             self.reusable = False
             return Reusable.of(ufunc(*plain, out=self.view(np.ndarray)))  # the next op of the expression may reuse it
         if "out" in kwargs:
             kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, Reusable) else x for x in kwargs["out"])
         return getattr(ufunc, method)(*plain, **kwargs)
+
+
+def _fits(inputs: tuple, target: np.ndarray) -> bool:
+    """Whether an arithmetic ufunc of ``inputs`` gives ``target``'s shape and dtype, so that it can
+    be written into ``target``: every array broadcasts to ``target`` without widening it, and none
+    promotes its dtype (Python numbers never do, by NEP 50)."""
+    for x in inputs:
+        if isinstance(x, (np.ndarray, np.generic)):
+            if x.ndim > target.ndim or np.result_type(x.dtype, target.dtype) != target.dtype:
+                return False
+            if any(a != b and a != 1 for a, b in zip(x.shape[::-1], target.shape[::-1])):
+                return False
+        elif not isinstance(x, (int, float)):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -380,14 +380,15 @@ class Primitive:
 
     def __call__(self, *inputs: Any, **attrs: Any) -> Any:
         tensor_class = _TENSOR
-        n_tensors = 0
         for x in inputs:
             if type(x) is tensor_class:
-                n_tensors += 1
-        if n_tensors == 0:  # no tensor among the arguments: arrays in, an array out, nothing recorded
+                break
+        else:  # no tensor among the arguments: arrays in, an array out, nothing recorded
             return self.forward(*inputs, **attrs)
-        if n_tensors != len(inputs):
-            inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
+        for x in inputs:
+            if type(x) is not tensor_class:  # numbers and arrays beside a tensor become constants
+                inputs = tuple(_as_tensor(x, f"{self.name} input") for x in inputs)
+                break
         if self.arity is not None and len(inputs) != self.arity:
             raise TypeError(f"{self.name}: expected {self.arity} inputs, got {len(inputs)}")
         n_inputs = len(inputs)

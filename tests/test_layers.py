@@ -10,6 +10,8 @@ can load them, ambiguous; this test fails the build on one.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,3 +121,23 @@ def test_the_model_does_not_import_the_drawing_package():
     wrong = [f"{name} imports {other}" for name in graph if name.startswith("tinygrad_lm")
              for other in graph[name] if other.startswith("viz")]  # fmt: skip
     assert not wrong, wrong
+
+
+def test_importing_the_packages_changes_nothing_outside_them():
+    """`import autograd` must not tune the process's allocator (or load a C library at all):
+    `autograd.memory.keep_freed_memory()` is something a training script asks for."""
+    code = (
+        "import ctypes\n"
+        "loaded = []\n"
+        "real = ctypes.CDLL\n"
+        "ctypes.CDLL = lambda *a, **k: loaded.append(a) or real(*a, **k)\n"
+        "import autograd, tinygrad_lm, viz\n"
+        "assert not loaded, loaded\n"
+        "from tinygrad_lm import GPT, GPTConfig\n"
+        "GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4))\n"
+        "assert not loaded, loaded\n"
+        "applied = autograd.memory.keep_freed_memory()  # only now: glibc is asked\n"
+        "assert loaded or not applied\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
