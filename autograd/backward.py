@@ -347,7 +347,8 @@ def _made_by_walk(op: Primitive, gi: Any, ours_if_new: bool) -> bool:
         return False
     if type(gi) is Scattered:
         return True  # it is written out into a new array before anything is added into it
-    return type(gi) is np.ndarray and gi.flags.writeable and ours_if_new
+    # (a view may be read-only: a reduction's gradient is a broadcast view; a new array never is)
+    return ours_if_new and type(gi) is np.ndarray and (gi.base is None or gi.flags.writeable)
 
 
 def _memory(array: np.ndarray) -> np.ndarray:
