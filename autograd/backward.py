@@ -24,7 +24,7 @@ import numpy as np
 
 from autograd.kernels import REUSE_MIN_BYTES, Reusable, Scattered, add_at
 from autograd.ops import cast, unbroadcast
-from autograd.primitive import STATE, GraphReleasedError, Node, Primitive, check_finite_grad, node_of
+from autograd.primitive import STATE, GraphReleasedError, Node, check_finite_grad, node_of
 from autograd.tensor import Tensor, as_tensor
 
 
@@ -207,11 +207,11 @@ def _visit(
         if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
             gi = _fitted(gi, node, i, create_graph)
         if create_graph:
-            sums.add(parent, gi, False)
+            sums.add(parent, gi, ours=False)
             continue
         shares_g = _memory(gi.values if type(gi) is Scattered else gi) is g_memory
         passed_on = passed_on or shares_g
-        sums.add(parent, gi, _made_by_walk(op, gi, owns_g or not shares_g))
+        sums.add(parent, gi, ours=op.builtin and (owns_g or not shares_g))
 
 
 def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:
@@ -309,7 +309,12 @@ class GradientSums:
         return g, False
 
     def add(self, node: Node, g: Any, ours: bool) -> None:
-        """Add ``g`` to the gradient of ``node``; ``ours``: ``g`` is an array of ours."""
+        """Add ``g`` to the gradient of ``node``. ``ours``: ``g``'s memory is the walk's to write into
+        (an engine vjp's new array, or ``g`` of a vjp that owned it) if it is writeable at all."""
+        if type(g) is Scattered:
+            ours = True  # it is written out into a new array before anything is added into it
+        elif ours and not self.recorded and g.base is not None and not g.flags.writeable:
+            ours = False  # a read-only view: a reduction's gradient broadcast back, say
         previous = self.sums.get(node)
         if previous is None:
             self.sums[node] = g
@@ -338,17 +343,6 @@ def _add_into(target: Any, other: Any) -> np.ndarray:
     else:
         np.add(target, other, out=target)
     return target
-
-
-def _made_by_walk(op: Primitive, gi: Any, ours_if_new: bool) -> bool:
-    """Whether ``gi``, what ``op``'s vjp returned, is an array of ours (see `GradientSums`):
-    ``ours_if_new`` says whether its memory is the walk's to give (not g's, or g's to take)."""
-    if not op.builtin:
-        return False
-    if type(gi) is Scattered:
-        return True  # it is written out into a new array before anything is added into it
-    # (a view may be read-only: a reduction's gradient is a broadcast view; a new array never is)
-    return ours_if_new and type(gi) is np.ndarray and (gi.base is None or gi.flags.writeable)
 
 
 def _memory(array: np.ndarray) -> np.ndarray:
