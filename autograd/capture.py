@@ -420,7 +420,7 @@ def capture(
 
     ``max_traces``: how many signatures to remember (least recently used first out).
     ``trace_after``: calls of a signature that simply run before one is traced (a trace costs a few
-    few microseconds per op, wasted on shapes seen once, such as a growing sequence during generation).
+    microseconds per op, wasted on shapes seen once, such as a growing sequence during generation).
     ``verify``: check the first replay of each trace against a real call. If they differ, that
     signature is called, not replayed, from then on, and `CaptureError` is raised; with
     ``fallback=True`` a `RuntimeWarning` is given instead and the call's result returned.

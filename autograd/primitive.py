@@ -313,7 +313,7 @@ class Primitive:
     Example: a numerically stable softplus, ``log(1 + e^x)``, whose derivative is ``sigmoid(x)``::
 
         softplus = Primitive("softplus", lambda x: np.logaddexp(0.0, x),
-                             vjps=(lambda g, out, x: g / (1.0 + np.exp(-x)),), save=(0,))
+                             vjps=(lambda g, out, x: g * ops.sigmoid(x),), save=(0,))  # autograd.ops
         y = softplus(x)
     """
 
