@@ -183,7 +183,7 @@ def _visit(
     receivers = [i for i, parent in enumerate(parents)
                  if parent.requires_grad and (leads_to_wanted is None or parent in leads_to_wanted)]  # fmt: skip
     vjps = op.vjps
-    g_memory = None if create_graph else _memory(g)
+    g_memory = None if create_graph else (g if g.base is None else g.base)  # what views of g share
     passed_on = False  # whether an earlier vjp of this node returned g itself or a view of it
     for i in receivers:
         vjp = vjps[i] if vjps is not None else op.vjp(i)
@@ -209,7 +209,8 @@ def _visit(
         if create_graph:
             sums.add(parent, gi, ours=False)
             continue
-        shares_g = _memory(gi.values if type(gi) is Scattered else gi) is g_memory
+        array = gi.values if type(gi) is Scattered else gi
+        shares_g = array is g_memory or array.base is g_memory  # g itself, or a view of g's memory
         passed_on = passed_on or shares_g
         sums.add(parent, gi, ours=op.builtin and (owns_g or not shares_g))
 
@@ -303,26 +304,27 @@ class GradientSums:
         g = self.sums.pop(node, None)
         if type(g) is Scattered:
             g = g.dense()
-        if node in self.ours:
-            self.ours.discard(node)
-            return g, True
-        return g, False
+        ours = node in self.ours
+        if ours:
+            self.ours.remove(node)
+        return g, ours
 
     def add(self, node: Node, g: Any, ours: bool) -> None:
         """Add ``g`` to the gradient of ``node``. ``ours``: ``g``'s memory is the walk's to write into
         (an engine vjp's new array, or ``g`` of a vjp that owned it) if it is writeable at all."""
         if type(g) is Scattered:
             ours = True  # it is written out into a new array before anything is added into it
-        elif ours and not self.recorded and g.base is not None and not g.flags.writeable:
+        elif ours and g.base is not None and not self.recorded and not g.flags.writeable:
             ours = False  # a read-only view: a reduction's gradient broadcast back, say
-        previous = self.sums.get(node)
-        if previous is None:
-            self.sums[node] = g
+        sums = self.sums
+        if node not in sums:
+            sums[node] = g
             if ours:
                 self.ours.add(node)
             return
+        previous = sums[node]
         if self.recorded:
-            self.sums[node] = previous + g  # a recorded add: part of the gradient's graph
+            sums[node] = previous + g  # a recorded add: part of the gradient's graph
             return
         if node in self.ours:
             total = _add_into(previous, g)
@@ -330,7 +332,7 @@ class GradientSums:
             total = _add_into(g, previous)
         else:
             total = np.asarray(previous + g)
-        self.sums[node] = total
+        sums[node] = total
         self.ours.add(node)
 
 
@@ -343,12 +345,6 @@ def _add_into(target: Any, other: Any) -> np.ndarray:
     else:
         np.add(target, other, out=target)
     return target
-
-
-def _memory(array: np.ndarray) -> np.ndarray:
-    """The array that owns ``array``'s memory (views share their base's)."""
-    base = array.base
-    return array if base is None else base
 
 
 def _write_leaf_grad(node: Node, g: Any, ours: bool, create_graph: bool) -> None:
