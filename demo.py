@@ -5,6 +5,7 @@
     python demo.py --task add --digits 2 # learn 2-digit addition
     python demo.py --text notes.txt      # a character-level model of your own text file
     python demo.py --out runs/grammar --resume --steps 4000     # train on to step 4000 in total
+    python demo.py --out runs/grammar --overwrite               # start over where a run is (it is replaced)
     python demo.py --out runs/grammar --sample "the cat"        # sample from a trained model
 
 Every run writes into its --out folder (default runs/<task>/): summary.json, metrics.jsonl,
@@ -15,17 +16,32 @@ samples.txt, and prints where they are.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import stat
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from tinygrad_lm import GPT, GPTConfig, load_checkpoint
+from tinygrad_lm.optim import warmup_cosine_lr
 from tinygrad_lm.tasks import TASKS, CharTokenizer, TextTask
-from tinygrad_lm.train import CHECKPOINT_NAME, SAMPLE_STREAM, TrainConfig, Trainer, TrainingDivergedError, stream
+from tinygrad_lm.train import (
+    CHECKPOINT_NAME,
+    SAMPLE_STREAM,
+    RunExistsError,
+    RunInUseError,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    refuse_an_existing_run,
+    run_lock,
+    stream,
+)  # fmt: skip
 
 # Per task: the model and the training run that reach the targets on 2 CPU cores.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -37,15 +53,55 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Options that shape a run; on --resume they come from the checkpoint instead.
-RUN_SETTINGS = ("seed", "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "lr", "eval_every",
-                "checkpoint_every", "digits", "length")  # fmt: skip
+# Options that shape a run; on --resume they come from the checkpoint instead (and are named as ignored).
+RUN_SETTINGS = ("task", "seed", "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "lr",
+                "warmup_steps", "lr_decay_steps", "eval_every", "checkpoint_every", "digits", "length")  # fmt: skip
 OPTION_DEFAULTS = {"seed": 0, "dropout": 0.0, "eval_every": 250, "checkpoint_every": 250, "digits": 2, "length": 6}
+
+
+class DemoError(Exception):
+    """A mistake in what demo.py was asked to do: printed as one ``demo: ...`` line, nothing written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, as every other mistake gets (status 2, as argparse's)
+        self.exit(2, f"demo: {message} (python demo.py --help lists the options)\n")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = True) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            left = f"> {low}" if low_open else f">= {low}"
+            right = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be a number {left}{right}, got {text}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked; ``args.given`` lists the run settings given explicitly."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -53,29 +109,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument("--task", choices=sorted(TASKS) + ["text"], default=None,
                       help="grammar (default): sentences like 'a cat sat on the mat.', with a known best possible "
                       "loss; sort / reverse: lists of digits; add: n-digit addition; text: needs --text")  # fmt: skip
-    what.add_argument("--text", metavar="FILE", help="train a character-level model on this text file")
-    what.add_argument("--digits", type=int, help="add: digits per number (default 2)")
-    what.add_argument("--length", type=int, help="sort / reverse: digits per list (default 6)")
+    what.add_argument("--text", metavar="FILE", help="train a character-level model on this UTF-8 text file")
+    what.add_argument("--digits", type=_integer(1, 9), help="add: digits per number, 1-9 (default 2)")
+    what.add_argument("--length", type=_integer(1, 64), help="sort / reverse: digits per list, 1-64 (default 6)")
     run = parser.add_argument_group("the run")
-    run.add_argument("--steps", type=int, help="train until this many steps in total (task default otherwise)")
+    run.add_argument("--steps", type=_integer(1), help="train until this many steps in total (task default otherwise)")
     run.add_argument("--out", metavar="DIR", help="output folder (default runs/<task>)")
-    run.add_argument("--seed", type=int, help="seeds the weights, the data order and dropout (default 0)")
+    run.add_argument("--seed", type=_integer(0), help="seeds the weights, the data order and dropout (default 0)")
     run.add_argument(
         "--resume", action="store_true", help="continue the run in --out (if it has a checkpoint) with its own settings"
     )
+    run.add_argument(
+        "--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing it"
+    )
     run.add_argument("--sample", metavar="PROMPT", help="only sample from the checkpoint in --out, from PROMPT")
-    run.add_argument("--tokens", type=int, default=200, help="--sample: how many characters to generate")
+    run.add_argument("--tokens", type=_integer(1), default=200, help="--sample: how many characters to generate")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and optimisation (task defaults unless given)")
-    model.add_argument("--n-layer", type=int, help="transformer blocks")
-    model.add_argument("--n-head", type=int, help="attention heads per block")
-    model.add_argument("--n-embd", type=int, help="width of the token vectors (divisible by --n-head)")
-    model.add_argument("--block-size", type=int, help="context length (text tasks)")
-    model.add_argument("--dropout", type=float, help="dropout probability (default 0)")
-    model.add_argument("--batch-size", type=int, help="sequences per step")
-    model.add_argument("--lr", type=float, help="peak learning rate (warmup, then cosine decay)")
-    model.add_argument("--eval-every", type=int, help="evaluate every N steps (default 250)")
-    model.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 250)")
+    model.add_argument("--n-layer", type=_integer(1), help="transformer blocks")
+    model.add_argument("--n-head", type=_integer(1), help="attention heads per block")
+    model.add_argument("--n-embd", type=_integer(1), help="width of the token vectors (divisible by --n-head)")
+    model.add_argument("--block-size", type=_integer(1), help="context length (text tasks)")
+    model.add_argument("--dropout", type=_number(0.0, 1.0), help="dropout probability, in [0, 1) (default 0)")
+    model.add_argument("--batch-size", type=_integer(1), help="sequences per step")
+    model.add_argument("--lr", type=_number(0.0, low_open=True), help="peak learning rate (warmup, then cosine decay)")
+    model.add_argument("--warmup-steps", type=_integer(0),
+                       help="steps of linear warmup (default: a tenth of --steps, at most 100)")  # fmt: skip
+    model.add_argument("--lr-decay-steps", type=_integer(1),
+                       help="the step where the cosine decay reaches its floor, lr/10 (default: --steps)")  # fmt: skip
+    model.add_argument("--eval-every", type=_integer(1), help="evaluate every N steps (default 250)")
+    model.add_argument("--checkpoint-every", type=_integer(1), help="checkpoint every N steps (default 250)")
     args = parser.parse_args(argv)
     args.given = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name) is not None]
     for name, default in OPTION_DEFAULTS.items():
@@ -85,53 +148,177 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--text trains the 'text' task, not --task {args.task}")
     if args.task == "text" and not args.text:
         parser.error("--task text needs --text FILE")
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if args.sample is not None and (args.resume or args.overwrite):
+        parser.error("--sample only reads the checkpoint in --out: it cannot be combined with --resume or --overwrite")
     args.task = "text" if args.text else (args.task or "grammar")
     args.out = args.out or os.path.join("runs", args.task)
     return args
 
 
+def check_out(out: str) -> None:
+    """--out must be a folder this process can write in (or one it can create): checked before
+    anything is written, so that a mistake there leaves no half-made run."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DemoError(f"--out {out} is a file, not a folder; choose another --out")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise DemoError(f"--out {out} is inside {existing}, which is a file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DemoError(f"--out {out}: cannot write in {existing} (permission denied); choose another --out")
+
+
+def read_text(path: str) -> tuple[str, str]:
+    """The text of a --text file and the sha256 of its bytes, or a DemoError saying what is wrong with it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DemoError(f"--text {path}: no such file") from None
+    except OSError as error:
+        raise DemoError(f"--text {path}: cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise DemoError(f"--text {path} is a folder; give a text file")
+    if not stat.S_ISREG(mode):
+        raise DemoError(f"--text {path} is not a regular file (a pipe or a device?); give a text file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as error:
+        raise DemoError(f"--text {path}: cannot be read ({error.strerror})") from None
+    if not raw.strip():
+        raise DemoError(f"--text {path} is empty; give a file with some text in it")
+    if b"\0" in raw:
+        raise DemoError(f"--text {path} holds NUL bytes: a binary file, not text; give a UTF-8 text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DemoError(
+            f"--text {path} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8 or give another file"
+        ) from None
+    return text, hashlib.sha256(raw).hexdigest()
+
+
 def build_task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Any:
     """The task, rebuilt exactly as saved when resuming (a text's vocabulary comes from its checkpoint)."""
-    options = (saved or {}).get("task_options") or task_options(args)
-    if args.task == "text":
-        if not os.path.exists(args.text):
-            raise SystemExit(f"demo: --text {args.text}: no such file")
-        with open(args.text, encoding="utf-8") as f:
-            text = f.read()
-        tokenizer = CharTokenizer.from_dict(saved["tokenizer"]) if saved and "tokenizer" in saved else None
+    options = saved["task_options"] if saved else task_options(args)
+    if args.task != "text":
+        return TASKS[args.task](**options)
+    text, digest = read_text(args.text)
+    if saved and saved.get("text_sha256") not in (None, digest):
+        raise DemoError(
+            f"--text {args.text} is not the text this run was trained on (it changed since: sha256 {digest[:12]}..., "
+            f"the run's {saved['text_sha256'][:12]}...); resuming would train on other data. Put the original "
+            "text back, or start a new run on this one (--overwrite, or another --out)"
+        )
+    args.text_sha256 = digest
+    tokenizer = CharTokenizer.from_dict(saved["tokenizer"]) if saved else None
+    try:
         return TextTask(text, tokenizer=tokenizer, **options)
-    return TASKS[args.task](**options)
+    except ValueError as error:
+        if "too short" in str(error):
+            raise DemoError(
+                f"--text {args.text} has {len(text)} characters, too few for --block-size {options['block_size']} "
+                f"(at least {2 * (options['block_size'] + 1)} needed); give a longer text or a smaller --block-size"
+            ) from None
+        raise DemoError(f"--text {args.text}: {error}") from None
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.task in ("grammar", "text"):
-        return {"block_size": args.block_size or DEFAULTS[args.task]["block_size"]}
+        return {"block_size": _given(args.block_size, DEFAULTS[args.task]["block_size"])}
     if args.task == "add":
         return {"n_digits": args.digits}
     return {"length": args.length}
 
 
+def _given(value: Any, default: Any) -> Any:
+    """An option's value if it was given (0 included), else the default."""
+    return default if value is None else value
+
+
 def model_config(args: argparse.Namespace, task: Any) -> GPTConfig:
     d = DEFAULTS[args.task]
-    return GPTConfig(
-        vocab_size=task.vocab_size, block_size=task.block_size, n_layer=args.n_layer or d["n_layer"],
-        n_head=args.n_head or d["n_head"], n_embd=args.n_embd or d["n_embd"], dropout=args.dropout,
-    )  # fmt: skip
+    try:
+        return GPTConfig(
+            vocab_size=task.vocab_size, block_size=task.block_size, n_layer=_given(args.n_layer, d["n_layer"]),
+            n_head=_given(args.n_head, d["n_head"]), n_embd=_given(args.n_embd, d["n_embd"]), dropout=args.dropout,
+        )  # fmt: skip
+    except ValueError as error:
+        if "divisible" in str(error):
+            n_embd, n_head = _given(args.n_embd, d["n_embd"]), _given(args.n_head, d["n_head"])
+            raise DemoError(
+                f"--n-embd {n_embd} is not divisible by --n-head {n_head}: each head gets n_embd / n_head channels"
+            ) from None
+        raise DemoError(str(error)) from None
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
+    """A fresh run's settings. Its learning-rate schedule fits the run: warmup for a tenth of the
+    steps (at most 100), then cosine decay to a tenth of the peak at the last step, unless
+    --warmup-steps / --lr-decay-steps say otherwise."""
     d = DEFAULTS[args.task]
-    steps = args.steps if args.steps is not None else d["steps"]
+    steps = _given(args.steps, d["steps"])
+    lr = _given(args.lr, d["lr"])
+    decay = _given(args.lr_decay_steps, steps)
+    warmup = _given(args.warmup_steps, min(100, decay // 10))
+    if warmup > decay:
+        raise DemoError(f"--warmup-steps {warmup} is more than --lr-decay-steps {decay}: the warmup must end first")
     return TrainConfig(
-        steps=steps, batch_size=args.batch_size or d["batch_size"], learning_rate=args.lr or d["lr"],
-        min_lr=(args.lr or d["lr"]) / 10, lr_decay_steps=max(d["steps"], 1), warmup_steps=min(100, d["steps"] // 10),
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+        steps=steps, batch_size=_given(args.batch_size, d["batch_size"]), learning_rate=lr, min_lr=lr / 10,
+        lr_decay_steps=decay, warmup_steps=warmup, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
     )  # fmt: skip
+
+
+def describe_schedule(config: TrainConfig) -> str:
+    """The learning-rate schedule in words, with the rate the run ends at."""
+    last = warmup_cosine_lr(config.steps - 1, config.learning_rate, config.warmup_steps, config.lr_decay_steps,
+                            config.min_lr)  # fmt: skip
+    text = (
+        f"learning rate: warmup over {config.warmup_steps} steps to {config.learning_rate:g}, cosine decay to "
+        f"{config.min_lr:g} at step {config.lr_decay_steps}"
+    )
+    if config.steps < config.lr_decay_steps:
+        text += f"; this run stops at step {config.steps}, at {last / config.learning_rate:.0%} of the peak"
+    elif config.steps > config.lr_decay_steps:
+        text += f", then {config.min_lr:g} to step {config.steps}"
+    return text
+
+
+def run_settings(saved: dict[str, Any], path: str) -> dict[str, Any]:
+    """The run's settings from its checkpoint's metadata, checked: a checkpoint that is not a demo
+    run's (one written by `save_checkpoint` directly, say) gets a DemoError that says so."""
+
+    def not_a_run(problem: str) -> DemoError:
+        return DemoError(
+            f"cannot resume: {path} is a checkpoint, but not of a demo.py run ({problem}); start a new run "
+            "with another --out, or replace it with --overwrite"
+        )
+
+    task = saved.get("task")
+    if task not in TASKS and task != "text":
+        raise not_a_run(f"its task is {task!r}" if "task" in saved else "it names no task")
+    for key, kind in (("task_options", dict), ("config", dict), ("train_config", dict)):
+        if not isinstance(saved.get(key), kind):
+            raise not_a_run(f"no {key!r}" if key not in saved else f"its {key!r} is not a {kind.__name__}")
+    if task == "text" and not (isinstance(saved.get("tokenizer"), dict) and isinstance(saved.get("text_file"), str)):
+        raise not_a_run("a text run without its tokenizer or text file")
+    try:
+        config = GPTConfig(**saved["config"])
+        train = TrainConfig.from_dict(saved["train_config"])
+        task_object = None if task == "text" else TASKS[task](**saved["task_options"])
+    except (TypeError, ValueError) as error:
+        raise not_a_run(str(error)) from None
+    return {"config": config, "train": train, "task": task_object}
 
 
 def saved_meta(out: str) -> dict[str, Any] | None:
     path = os.path.join(out, CHECKPOINT_NAME)
-    return load_checkpoint(path) if os.path.exists(path) else None
+    return load_checkpoint(path) if os.path.lexists(path) else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,80 +378,110 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
 
 
 def sample_only(args: argparse.Namespace) -> None:
-    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT."""
+    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT.
+    Needs only the checkpoint: a text run's vocabulary is in it, not in its text file."""
+    path = os.path.join(args.out, CHECKPOINT_NAME)
     saved = saved_meta(args.out)
     if saved is None:
-        raise SystemExit(f"demo: no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
-    args.task = saved.get("task", args.task)
-    if args.task == "text" and not args.text:
-        args.text = saved.get("text_file")
-    task = build_task(args, saved)
-    model = GPT(GPTConfig(**saved["config"]), seed=0)
-    load_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), model)
+        raise DemoError(f"no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
+    settings = run_settings(saved, path)
+    model = GPT(settings["config"], seed=0)
+    load_checkpoint(path, model)
     model.eval()
-    if task.exact:
+    task = settings["task"]
+    if task is not None and task.exact:
         digits = [int(c) for c in args.sample if c.isdigit()]
         if len(digits) != task.n_in:
-            raise SystemExit(f"demo: {args.task} needs {task.n_in} digits in --sample, got {args.sample!r}")
+            raise DemoError(f"{saved['task']} needs {task.n_in} digits in --sample, got {args.sample!r}")
         answer = np.asarray(model.generate(np.array([digits]), task.n_out, top_k=1))[0, task.n_in :]
         print(task.describe(digits, answer))
         return
-    prompt = task.tokenizer.encode(args.sample)  # unknown characters: a clear error
-    print(task.tokenizer.decode(model.generate(prompt[None], max_new_tokens=args.tokens, seed=args.seed)[0]))
+    tokenizer = task.tokenizer if task is not None else CharTokenizer.from_dict(saved["tokenizer"])
+    prompt = tokenizer.encode(args.sample)  # unknown characters: a clear error
+    print(tokenizer.decode(model.generate(prompt[None], max_new_tokens=args.tokens, seed=args.seed)[0]))
+
+
+RESULT_FILES = ("summary.json", "samples.txt", "loss.png", "attention.png", "graph.svg")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train (or resume, or sample), then write and print what happened; returns the exit status."""
+    """Train (or resume, or sample), then write and print what happened; returns the exit status.
+    A mistake in what was asked exits with one ``demo: ...`` line, having written nothing."""
     args = parse_args(argv)
-    if args.sample is not None:
-        try:
-            sample_only(args)
-        except ValueError as error:
-            raise SystemExit(f"demo: {error}") from None
-        return 0
+    try:
+        if args.sample is not None:
+            try:
+                sample_only(args)
+            except ValueError as error:  # a CheckpointError, or a prompt the model has no tokens for
+                raise DemoError(str(error)) from None
+            return 0
+        return train(args)
+    except (DemoError, RunExistsError, RunInUseError) as error:
+        raise SystemExit(f"demo: {error}") from None
+
+
+def train(args: argparse.Namespace) -> int:
+    check_out(args.out)
+    path = os.path.join(args.out, CHECKPOINT_NAME)
     try:
         saved = saved_meta(args.out) if args.resume else None
     except ValueError as error:  # a CheckpointError names the file and the problem; the file is left as it is
-        raise SystemExit(f"demo: cannot resume: {error}") from None
+        raise DemoError(f"cannot resume: {error}") from None
     if saved:  # the run's settings come from its checkpoint; only where it stops may change
-        if args.given:
-            print(f"demo: resuming with the run's saved settings; ignoring {', '.join(args.given)}", file=sys.stderr)
-        args.task = saved.get("task", args.task)
+        settings = run_settings(saved, path)
+        args.task = saved["task"]
         args.text = args.text or saved.get("text_file")
-        steps = args.steps if args.steps is not None else saved["train_config"]["steps"]
-        tconfig = TrainConfig(**{**saved["train_config"], "steps": steps})
-    task = build_task(args, saved)
-    config = GPTConfig(**saved["config"]) if saved else model_config(args, task)
-    if not saved:
-        tconfig = train_config(args)
-    model = GPT(config, seed=tconfig.seed)
-    n_params = sum(p.size for p in model.parameters())
-    print(f"task {args.task}: {task.__doc__.strip().splitlines()[0].replace('``', '')}")
-    print(
-        f"model: {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, context {config.block_size}, "
-        f"{n_params:,} parameters; {tconfig.steps} steps of {tconfig.batch_size} sequences"
-    )
-    if getattr(task, "entropy_floor", None):
-        print(f"best possible loss (the grammar's entropy): {task.entropy_floor:.4f} nats/char")
+        tconfig = settings["train"]
+        if args.steps is not None:
+            tconfig = TrainConfig(**{**vars(tconfig), "steps": args.steps})
+        task, config = build_task(args, saved), settings["config"]
+    else:
+        if not args.resume and not args.overwrite:
+            refuse_an_existing_run(args.out)
+        task = build_task(args, None)
+        config, tconfig = model_config(args, task), train_config(args)
     meta = {"task": args.task, "task_options": saved["task_options"] if saved else task_options(args)}
     if hasattr(task, "tokenizer"):
         meta["tokenizer"] = task.tokenizer.to_dict()
     if args.text:
         meta["text_file"] = os.path.abspath(args.text)
-    trainer = Trainer(model, task, tconfig, args.out, meta=meta, progress=not args.quiet)
-    started = time.perf_counter()
-    try:
-        last = trainer.run(resume=args.resume)
-    except TrainingDivergedError as error:
-        print(f"\n{error}", file=sys.stderr)
-        return 1
-    if trainer.step < tconfig.steps:  # interrupted (Ctrl-C): the checkpoint is saved
-        return 130
+        meta["text_sha256"] = args.text_sha256
+    with run_lock(args.out):  # held until the results are written: no other run writes here meanwhile
+        if saved and args.given:
+            print(f"demo: resuming with the run's saved settings; ignoring {', '.join(args.given)}", file=sys.stderr)
+        model = GPT(config, seed=tconfig.seed)
+        n_params = sum(p.size for p in model.parameters())
+        print(f"task {args.task}: {task.__doc__.strip().splitlines()[0].replace('``', '')}")
+        print(
+            f"model: {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, context "
+            f"{config.block_size}, {n_params:,} parameters; {tconfig.steps} steps of {tconfig.batch_size} sequences"
+        )
+        print(describe_schedule(tconfig))
+        if getattr(task, "entropy_floor", None):
+            print(f"best possible loss (the grammar's entropy): {task.entropy_floor:.4f} nats/char")
+        trainer = Trainer(model, task, tconfig, args.out, meta=meta, progress=not args.quiet, outputs=RESULT_FILES)
+        started = time.perf_counter()
+        try:
+            last = trainer.run(resume=args.resume, overwrite=args.overwrite)
+        except TrainingDivergedError as error:
+            print(f"\n{error}", file=sys.stderr)
+            return 1
+        if trainer.step < tconfig.steps:  # interrupted (Ctrl-C): the checkpoint is saved
+            return 130
+        write_results(args, model, task, config, tconfig, trainer, last, started)
+    return 0
+
+
+def write_results(
+    args: argparse.Namespace, model: GPT, task: Any, config: GPTConfig, tconfig: TrainConfig, trainer: Trainer,
+    last: dict[str, Any], started: float,
+) -> None:  # fmt: skip
     model.eval()
+    kind = "validation" if "val_loss" in last else "training"
     summary: dict[str, Any] = {
         "task": args.task, "steps": trainer.step, "final_loss": last.get("val_loss", last.get("loss")),
-        "train_loss": last.get("loss"), "checkpoint": CHECKPOINT_NAME, "seconds": round(trainer.seconds, 2),
-        "config": {"model": config.to_dict(), "train": vars(tconfig) | {}},
+        "final_loss_kind": kind, "train_loss": last.get("loss"), "checkpoint": CHECKPOINT_NAME,
+        "seconds": round(trainer.seconds, 2), "config": {"model": config.to_dict(), "train": vars(tconfig) | {}},
     }  # fmt: skip
     if getattr(task, "entropy_floor", None):
         summary["entropy_floor"] = task.entropy_floor
@@ -276,12 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     report(summary, samples, pictures, args.out, time.perf_counter() - started)
-    return 0
 
 
 def report(summary: dict[str, Any], samples: str, pictures: list[str], out: str, seconds: float) -> None:
     """The closing lines: loss (against the floor), accuracy, samples, and where the files are."""
-    print(f"\nfinished in {seconds:.0f} s: loss {summary['final_loss']:.4f}", end="")
+    print(f"\nfinished in {seconds:.0f} s: {summary['final_loss_kind']} loss {summary['final_loss']:.4f}", end="")
     if "entropy_floor" in summary:
         floor = summary["entropy_floor"]
         print(f" (best possible {floor:.4f}, gap {summary['final_loss'] - floor:.4f})", end="")

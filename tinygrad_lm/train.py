@@ -7,30 +7,40 @@ resuming (`Trainer.run(resume=True)`) gives the same weights, bit for bit, as ne
 
     trainer = Trainer(model, task, TrainConfig(steps=2000), out_dir="runs/grammar")
     result = trainer.run(resume=True)     # continues from out_dir/checkpoint.npz if there is one
+
+One folder holds one run. A run writes its checkpoint at step 0 before it trains, so from its first
+moment the folder's checkpoint says whose it is; a fresh run refuses a folder that holds another
+run unless told to replace it (``overwrite=True``), and two processes never write one folder at
+once (`run_lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import signal
+import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
 import autograd as ag
-from tinygrad_lm.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from tinygrad_lm.checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from tinygrad_lm.model import GPT
 from tinygrad_lm.optim import clip_grad_norm, warmup_cosine_lr
 from tinygrad_lm.progress import ProgressBar
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
+LOCK_NAME = ".lock"
 TRAIN_STREAM, EVAL_STREAM, SAMPLE_STREAM = 0, 1, 2
 
 
@@ -78,8 +88,110 @@ class TrainConfig:
             )
 
 
+    @classmethod
+    def from_dict(cls, saved: Any) -> TrainConfig:
+        """A config as a checkpoint stored it, checked field by field (a ValueError names the field)."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"train_config is a {type(saved).__name__}, not a mapping")
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(saved) - set(known))
+        if unknown:
+            raise ValueError(f"train_config has unknown fields {unknown}")
+        for name, value in saved.items():
+            wanted = (int,) if known[name] == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                raise ValueError(f"train_config.{name} is {value!r}, not a number of type {known[name]}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"train_config.{name} is {value!r}")
+        return cls(**saved)
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss or the gradients became NaN/Inf; the last good checkpoint was kept."""
+
+
+class RunExistsError(FileExistsError):
+    """A fresh run was asked for in a folder that already holds a run."""
+
+
+class RunInUseError(RuntimeError):
+    """Another process is running in the same folder."""
+
+
+def run_in(out_dir: str | os.PathLike) -> int | None:
+    """The step of the run that ``out_dir`` holds (its checkpoint's), or None if it holds none.
+
+    A folder with metrics but no checkpoint holds an attempt killed before it saved anything: that
+    is not a run (an older version of this code could leave one); ``-1`` says so."""
+    out_dir = os.fspath(out_dir)
+    path = os.path.join(out_dir, CHECKPOINT_NAME)
+    if os.path.lexists(path):
+        try:
+            step = load_checkpoint(path).get("step")
+        except CheckpointError:
+            return -1
+        return step if isinstance(step, int) and not isinstance(step, bool) else -1
+    return -1 if _read_metrics(os.path.join(out_dir, METRICS_NAME)) else None
+
+
+def refuse_an_existing_run(out_dir: str | os.PathLike) -> None:
+    """Raise `RunExistsError` if ``out_dir`` holds a run (see `run_in`): a fresh run goes elsewhere."""
+    existing = run_in(out_dir)
+    if existing is not None:
+        held = f"a run at step {existing}" if existing >= 0 else "the files of an earlier run"
+        raise RunExistsError(
+            f"{os.fspath(out_dir)} already holds {held}; continue it with --resume, or replace it with --overwrite "
+            "(Trainer.run(resume=True) or (overwrite=True))"
+        )
+
+
+_HELD: dict[str, tuple[int, int]] = {}  # folder -> (lock file descriptor, how many holders in this process)
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``out_dir`` for one run: a second process that asks for it gets `RunInUseError` saying
+    which process holds it. The lock is the kernel's (``flock`` on ``out_dir/.lock``), so it ends
+    with the process however that ends, even killed: no stale lock is ever left to clean up. The same
+    process may take it again (the demo holds it around its `Trainer`, which takes it too)."""
+    out_dir = os.path.realpath(os.fspath(out_dir))
+    if out_dir in _HELD:
+        fd, count = _HELD[out_dir]
+        _HELD[out_dir] = (fd, count + 1)
+        try:
+            yield
+        finally:
+            fd, count = _HELD[out_dir]
+            _HELD[out_dir] = (fd, count - 1)
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode("utf-8", errors="replace").strip() or "a process that has not said"
+        os.close(fd)
+        raise RunInUseError(
+            f"{out_dir} is in use by another run ({holder}); wait for it to finish, or use another --out"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    command = " ".join([os.path.basename(sys.argv[0]) or "python", *sys.argv[1:]])[:300]
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}: {command}".encode(), 0)
+    _HELD[out_dir] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, count = _HELD[out_dir]
+        if count > 1:
+            _HELD[out_dir] = (fd, count - 1)
+        else:
+            del _HELD[out_dir]
+            os.close(fd)  # (which releases the lock; the file stays, empty of meaning, for the next run)
 
 
 @ag.no_grad()
@@ -92,7 +204,10 @@ def evaluate_loss(model: GPT, task: Any, config: TrainConfig, step: int) -> floa
 
 
 class Trainer:
-    """Trains ``model`` on ``task``; writes ``metrics.jsonl`` and ``checkpoint.npz`` into ``out_dir``."""
+    """Trains ``model`` on ``task``; writes ``metrics.jsonl`` and ``checkpoint.npz`` into ``out_dir``.
+
+    ``outputs``: the names of other files a run writes into ``out_dir`` (its results); a fresh run
+    removes an earlier run's once it has claimed the folder."""
 
     def __init__(
         self,
@@ -104,6 +219,7 @@ class Trainer:
         meta: dict[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
         progress: bool = True,
+        outputs: tuple[str, ...] = (),
     ) -> None:
         self.model, self.task, self.config = model, task, config
         model.compile()  # replay the blocks from a trace: the speed switch a training script turns on
@@ -115,6 +231,7 @@ class Trainer:
         self.meta = dict(meta or {})  # saved with every checkpoint (task, tokenizer, configs, ...)
         self.log = log or print
         self.progress = progress
+        self.outputs = outputs  # files besides checkpoint and metrics that a run leaves in out_dir (results)
         self.step = 0
         self.seconds = 0.0  # training time over all sessions of this run
         self.history: list[dict[str, Any]] = []
@@ -140,24 +257,56 @@ class Trainer:
         )  # fmt: skip
 
     def resume(self) -> bool:
-        """Restore model, optimizer and step from ``out_dir``'s checkpoint; False if there is none."""
-        if not os.path.exists(self.checkpoint_path):
+        """Restore model, optimizer and step from ``out_dir``'s checkpoint; False if there is none.
+
+        A checkpoint that is not a training run's (no step, say: one written by `save_checkpoint`
+        directly) raises `CheckpointError`, and nothing is restored."""
+        if not os.path.lexists(self.checkpoint_path):
             return False
-        saved = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
-        self.step, self.seconds = int(saved["step"]), float(saved.get("seconds", 0.0))
-        self.history = [m for m in _read_metrics(self.metrics_path) if m["step"] <= self.step]
+        meta = load_checkpoint(self.checkpoint_path)  # checked before anything is restored
+        step, seconds = meta.get("step"), meta.get("seconds", 0.0)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path}: not a training run's checkpoint (its 'step' is {step!r}, "
+                "not a step count)"
+            )
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise CheckpointError(f"checkpoint {self.checkpoint_path}: its 'seconds' is {seconds!r}, not a time")
+        load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
+        self.step, self.seconds = step, float(seconds)
+        self.history = [m for m in _read_metrics(self.metrics_path) if m.get("step", math.inf) <= self.step]
         _write_metrics(self.metrics_path, self.history)  # drop what a killed session logged after it
         return True
 
     # -- the loop --------------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Train until ``config.steps``; return the last logged metrics. Ctrl-C saves and stops."""
-        os.makedirs(self.out_dir, exist_ok=True)
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps``; return the last logged metrics. Ctrl-C saves and stops.
+
+        ``resume``: continue the run in ``out_dir`` (from step 0 if it has no checkpoint yet). Without
+        it, a folder that already holds a run raises `RunExistsError` and is left as it is, unless
+        ``overwrite``: then this run replaces it. Another process training in ``out_dir`` raises
+        `RunInUseError`."""
+        if not resume and not overwrite:
+            refuse_an_existing_run(self.out_dir)  # before the lock too: a refused folder is left exactly as it was
+        with run_lock(self.out_dir):
+            return self._run(resume, overwrite)
+
+    def _run(self, resume: bool, overwrite: bool) -> dict[str, Any]:
         remove_stale_temporaries(self.checkpoint_path)  # of writes a killed session never finished
         if resume and self.resume():
             self.log(f"resumed from {self.checkpoint_path} at step {self.step}")
-        else:  # from step 0 (also --resume without a checkpoint): drop what an earlier attempt logged
-            _write_metrics(self.metrics_path, [])
+        else:
+            if not resume and not overwrite:
+                refuse_an_existing_run(self.out_dir)  # again under the lock: another run may have started meanwhile
+            if resume:
+                self.log(f"no checkpoint in {self.out_dir} yet: starting from step 0")
+            # The checkpoint of step 0 claims the folder in one atomic rename: an earlier run's
+            # checkpoint is gone from that moment, and a kill after it resumes this run, never that one.
+            self.save()
+            _write_metrics(self.metrics_path, [])  # what an earlier run or attempt logged
+            for name in self.outputs:  # and the results it left
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.out_dir, name))
         config = self.config
         bar = ProgressBar(config.steps, start=self.step) if self.progress else None
         in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
@@ -227,7 +376,7 @@ class Trainer:
         finally:
             self.optimizer.zero_grad()
         saved = self._saved_step()
-        kept = f"the last good checkpoint (step {saved}) is kept" if saved else "there is no checkpoint yet"
+        kept = f"the last good checkpoint (step {saved}) is kept" if saved is not None else "there is no checkpoint yet"
         return TrainingDivergedError(
             f"training stopped: {what}; {kept}. Try a lower learning rate or stronger clipping.\n{culprit}"
         )
@@ -236,9 +385,10 @@ class Trainer:
         if not os.path.exists(self.checkpoint_path):
             return None
         try:
-            return int(load_checkpoint(self.checkpoint_path)["step"])
+            step = load_checkpoint(self.checkpoint_path).get("step")
         except ValueError:
             return None
+        return step if isinstance(step, int) else None
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         """First Ctrl-C: finish the current step, save, stop. A second one stops at once."""
