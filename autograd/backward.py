@@ -195,14 +195,11 @@ def _visit(
         reuse = owns_g and op.reuses_g and not create_graph and g.nbytes >= REUSE_MIN_BYTES
         try:
             gi = vjp(Reusable.of(g) if reuse else g, *args, **node.attrs)
-        except AttributeError as error:
-            if not isinstance(getattr(error, "obj", None), (np.ndarray, np.generic)):
-                raise  # (a shape-only Node says itself what to do)
-            raise TypeError(
-                f"vjp of '{op.name}' for input {i}: {error}. In backward() a vjp receives numpy arrays (Tensors "
-                "only with create_graph=True): write it with operators, numpy ufuncs and autograd.ops primitives, "
-                "which work on both"
-            ) from error
+        except (AttributeError, TypeError) as error:
+            explained = _explain_vjp_error(error, op.name, i, args)
+            if explained is None:
+                raise
+            raise explained from error
         parent = parents[i]
         if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
             gi = _fitted(gi, node, i, create_graph)
@@ -213,6 +210,27 @@ def _visit(
         shares_g = array is g_memory or array.base is g_memory  # g itself, or a view of g's memory
         passed_on = passed_on or shares_g
         sums.add(parent, gi, ours=op.builtin and (owns_g or not shares_g))
+
+
+def _explain_vjp_error(error: Exception, name: str, i: int, args: tuple) -> TypeError | None:
+    """What to do about a vjp that failed on what it was handed (None: an error of another kind)."""
+    unsaved = ["out" if k == 0 else f"input {k - 1}" for k, a in enumerate(args) if isinstance(a, Node)]
+    if unsaved and "Node" in str(error):
+        what = f"'Node' has no attribute {error.name!r}" if isinstance(getattr(error, "obj", None), Node) else error
+        keys = ['"out"' if u == "out" else u.split()[1] for u in unsaved]
+        if len(unsaved) == 1:
+            fix = f"so the vjp was handed only its shape: add {keys[0]} to the primitive's save="
+        else:
+            fix = f"so the vjp was handed only their shapes: add what it reads ({' or '.join(keys)}) to its save="
+        unsaved_text = " or ".join(unsaved)
+        return TypeError(f"vjp of '{name}' for input {i}: {what}. The primitive did not save {unsaved_text}, {fix}")
+    if isinstance(error, AttributeError) and isinstance(getattr(error, "obj", None), (np.ndarray, np.generic)):
+        return TypeError(
+            f"vjp of '{name}' for input {i}: {error}. In backward() a vjp receives numpy arrays (Tensors "
+            "only with create_graph=True): write it with operators, numpy ufuncs and autograd.ops primitives, "
+            "which work on both"
+        )
+    return None
 
 
 def _vjp_arguments(node: Node, as_tensors: bool) -> tuple:

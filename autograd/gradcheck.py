@@ -52,6 +52,18 @@ def gradcheck(
     """
     if mode not in ("auto", "full", "fast"):
         raise ValueError(f"gradcheck: mode must be 'auto', 'full' or 'fast', got {mode!r}")
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"gradcheck: {name} must be a number, got {type(value).__name__} {value!r}")
+        if name == "eps" and not (np.isfinite(eps) and eps > 0):
+            raise ValueError(
+                f"gradcheck: eps must be a step > 0 (central differences divide by 2 eps; 1e-6 suits float64), "
+                f"got {eps!r}"
+            )
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"gradcheck: {name} must be a finite number >= 0, got {value!r}")
+    if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)) or n_directions < 1:
+        raise ValueError(f"gradcheck: n_directions must be a positive integer, got {n_directions!r}")
     args, checked = _prepare(inputs)
     if not checked:
         raise ValueError("gradcheck: no floating-point input to check")

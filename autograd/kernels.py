@@ -72,7 +72,11 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
     (a LayerNorm's mean, a softmax's normaliser); ``ones(rows) @ x`` adds up the rows (a bias's
     gradient). The sum is the same up to rounding order. Sums of more than `_BLAS_MAX_LENGTH`
     numbers stay with numpy's more accurate pairwise summation.
+
+    float16 is added up in float32 and rounded to float16 once, at the end (`accumulated_sum`).
     """
+    if x.dtype == np.float16:
+        return accumulated_sum(x, axis, keepdims).astype(np.float16)
     if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and x.flags.c_contiguous:
         axes = axis if type(axis) is tuple else (int(axis),) if isinstance(axis, (int, np.integer)) else None
         plan = None if axes is None else _blas_sum_plan(x.shape, axes, keepdims)
@@ -84,6 +88,14 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
                 out = _ones(length, x.dtype) @ x.reshape(length, -1)
             return out.reshape(out_shape)
     return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its Python wrapper
+
+
+def accumulated_sum(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False) -> np.ndarray:
+    """The sum of a float16 array in float32. float16 holds 11 significant bits and numbers up to
+    65504, so a running float16 total stops growing once each addend is below half its last bit
+    (1 + 1 + ... sticks at 2048) and overflows to inf long before a mean would: numpy adds float16
+    up in float32 for the same reason. Other dtypes are summed in their own."""
+    return np.add.reduce(x, axis=axis, dtype=np.float32 if x.dtype == np.float16 else None, keepdims=keepdims)
 
 
 @functools.lru_cache(maxsize=1024)

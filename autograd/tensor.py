@@ -314,7 +314,10 @@ class Tensor:
             raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
         x = self if self.dtype.kind == "f" else self.astype(np.float64)
         centered = x - x.mean(axis=axes, keepdims=True)
-        return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+        # The mean of the squares, not their sum over N - ddof: a float16 sum of squares overflows
+        # long before the variance does (the mean is accumulated in float32).
+        variance = (centered * centered).mean(axis=axes, keepdims=keepdims)
+        return variance if ddof == 0 else variance * (count / (count - ddof))
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Maximum; its gradient is shared equally among tied maxima."""

@@ -127,3 +127,33 @@ def test_gradgradcheck_checks_the_first_derivative_too():
     x = np.array([0.5, 1.0, 2.0])
     with pytest.raises(ag.GradcheckError, match="input 0"):
         ag.gradgradcheck(_scaled_square(1.01, 1.01), [x])
+
+
+UNSAVED = {  # a vjp, what its primitive saved, and what it must add to save=
+    "out, not saved": (lambda g, out, x: g * out, (0,), '"out"'),
+    "x through a ufunc": (lambda g, out, x: np.exp(x) * g, ("out",), "0"),
+    "x through a method": (lambda g, out, x: g * x.mean(), ("out",), "0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAVED))
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_vjp_that_reads_what_its_primitive_did_not_save_is_told_what_to_save(case, create_graph):
+    vjp, save, missing = UNSAVED[case]
+    faulty = ag.Primitive("faulty", np.exp, vjps=(vjp,), save=save)
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(TypeError) as info:
+        ag.grad(faulty(x).sum(), x, create_graph=create_graph)
+    message = str(info.value)
+    assert message.startswith("vjp of 'faulty' for input 0: ") and "\n" not in message
+    assert f"so the vjp was handed only its shape: add {missing} to the primitive's save=" in message
+
+
+@pytest.mark.parametrize("options", [dict(eps=0), dict(eps=-1e-6), dict(eps=float("nan")), dict(atol=-1.0),
+                                     dict(rtol=float("inf")), dict(n_directions=0)])  # fmt: skip
+def test_gradcheck_refuses_a_step_or_tolerance_it_cannot_use(options):
+    with pytest.raises(ValueError, match=rf"gradcheck: {next(iter(options))} must be") as info:
+        ag.gradcheck(lambda x: x.sum(), [np.ones(3)], **options)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=rf"gradcheck: {next(iter(options))} must be"):
+        ag.gradgradcheck(lambda x: (x * x).sum(), [np.ones(3)], **options)

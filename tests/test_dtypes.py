@@ -64,3 +64,67 @@ def test_float64_gradcheck_and_float32_model_paths():
     assert x64.dtype == np.float64 and x.astype(np.float32) is x
     (x64 * 3.0).sum().backward()
     assert x.grad.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reductions in low precision: accumulated as numpy accumulates them
+# ---------------------------------------------------------------------------------------------------
+
+
+def _large(dtype, shape=(3000, 40)):
+    """120,000 numbers near 3: a float16 running total of them would stop growing at 8192 (where
+    adding 3 is below half a unit in the last place) and overflow past 65504."""
+    x = 3.0 + np.random.default_rng(0).standard_normal(shape)
+    return x.astype(dtype)
+
+
+def _reference(dtype):
+    """What numpy gives with float16 accumulated in float32 (as its own sum and mean do), and the
+    dtype's own arithmetic otherwise; rounded once to ``dtype``."""
+    return np.float32 if dtype == np.float16 else dtype
+
+
+TOLERANCE = {np.float16: 2e-3, np.float32: 2e-6}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
+def test_sum_mean_and_var_of_many_numbers_match_numpy(dtype, axis):
+    x = _large(dtype)
+    wide = x.astype(_reference(dtype))
+    t = Tensor(x)
+    sum_ = t.sum(axis=axis)
+    assert sum_.dtype == dtype
+    expected = np.sum(wide, axis=axis).astype(dtype)  # inf where the float16 result does not fit, as numpy's
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(sum_.data, expected, rtol=TOLERANCE[dtype])
+    mean = t.mean(axis=axis)
+    assert mean.dtype == dtype and np.isfinite(mean.data).all()
+    np.testing.assert_allclose(mean.data, np.mean(x, axis=axis), rtol=TOLERANCE[dtype])  # numpy's own mean
+    var = t.var(axis=axis)
+    assert var.dtype == dtype and np.isfinite(var.data).all()
+    np.testing.assert_allclose(var.data, np.var(wide, axis=axis).astype(dtype), rtol=10 * TOLERANCE[dtype])
+
+
+def test_a_float16_sum_does_not_stop_growing():
+    x = np.full(30000, 0.1, np.float16)  # a float16 running total sticks at 256 (0.1 is below half its last bit)
+    assert Tensor(x).sum().item() == pytest.approx(3000, rel=1e-3)
+    assert Tensor(x.reshape(3000, 10)).sum(axis=0).data == pytest.approx(np.full(10, 300), rel=1e-3)
+    assert Tensor(np.full(100_000, 1.0, np.float16)).mean().item() == 1.0  # its sum, 100000, is not a float16
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_gradients_of_sum_mean_and_var_of_many_numbers(dtype):
+    x = _large(dtype)
+    n = x.size
+    for reduce, expected in (
+        (lambda t: t.sum(), np.ones_like(x)),
+        (lambda t: t.mean(), np.full_like(x, 1.0 / n)),
+        (lambda t: t.var(), (2.0 / n) * (x.astype(np.float64) - x.astype(np.float64).mean())),
+    ):
+        t = Tensor(x, requires_grad=True)
+        reduce(t).backward()
+        assert t.grad.dtype == dtype and np.isfinite(t.grad.data).all()
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(t.grad.data, expected.astype(dtype), rtol=TOLERANCE[dtype] * 10,
+                                   atol=scale * TOLERANCE[dtype] * 10)  # fmt: skip

@@ -329,6 +329,28 @@ def test_cross_entropy_value_and_gradient_with_ignored_targets(batch, time, voca
     assert ag.gradcheck(lambda z: F.cross_entropy(z, targets), [logits])
 
 
+@pytest.mark.parametrize("ignore_index", [0, 3, -100])
+def test_cross_entropy_ignores_exactly_the_ignore_index_it_is_given(ignore_index):
+    rng = np.random.default_rng(ignore_index + 200)
+    logits = rng.standard_normal((3, 5, 4))
+    targets = rng.integers(0, 4, (3, 5))
+    targets[0, :2] = ignore_index  # (3 and 0 are also real classes: those positions must still be skipped)
+    loss = F.cross_entropy(Tensor(logits), targets, ignore_index=ignore_index)
+    expected = _cross_entropy_reference(logits, targets, ignore=ignore_index)
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-12, atol=1e-12)
+    assert ag.gradcheck(lambda z: F.cross_entropy(z, targets, ignore_index=ignore_index), [logits])
+    if ignore_index != -1:  # -1 is then an ordinary target, and out of range
+        targets[1, 1] = -1
+        with pytest.raises(ValueError, match=rf"target -1 is outside \[0, 4\) and is not ignore_index={ignore_index}"):
+            F.cross_entropy(Tensor(logits), targets, ignore_index=ignore_index)
+
+
+def test_cross_entropy_refuses_a_negative_target_that_is_not_the_ignored_one():
+    logits = Tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"target -2 is outside \[0, 4\) and is not ignore_index=-1"):
+        F.cross_entropy(logits, np.array([[0, 1, -2], [-1, 3, 2]]))
+
+
 def test_cross_entropy_all_ignored_is_zero_with_zero_gradient():
     logits = Tensor(np.random.default_rng(0).standard_normal((2, 3, 4)), requires_grad=True)
     loss = F.cross_entropy(logits, np.full((2, 3), -1))

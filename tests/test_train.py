@@ -7,7 +7,7 @@ import pytest
 
 from tinygrad_lm import GPT, GPTConfig, load_checkpoint
 from tinygrad_lm.tasks import GrammarTask, SortTask
-from tinygrad_lm.train import TrainConfig, Trainer, TrainingDivergedError
+from tinygrad_lm.train import TRAIN_STREAM, TrainConfig, Trainer, TrainingDivergedError, stream
 
 
 def tiny_model(task, seed=0, dropout=0.0):
@@ -86,10 +86,25 @@ def test_nan_stops_training_names_the_op_and_keeps_the_last_good_checkpoint(tmp_
     assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 4
 
 
-def test_gradient_clipping_keeps_a_huge_learning_rate_finite_for_a_step(tmp_path):
+def test_gradient_clipping_hands_the_optimizer_gradients_of_norm_grad_clip(tmp_path):
+    """AdamW's step is bounded whatever the gradient, so "the weights stay finite" cannot tell whether
+    clipping ran: check what the optimizer was handed. The same direction, rescaled to norm
+    ``grad_clip`` when the raw norm is larger, and the raw norm logged."""
     task = SortTask(length=3)
     model = tiny_model(task)
-    Trainer(model, task, tiny_config(steps=1, learning_rate=1e3, warmup_steps=0), tmp_path, progress=False).run()
+    trainer = Trainer(model, task, tiny_config(steps=1, learning_rate=1e3, warmup_steps=0, grad_clip=0.25), tmp_path,
+                      progress=False)  # fmt: skip
+    idx, targets = task.get_batch("train", 8, stream(0, TRAIN_STREAM, 0))
+    reference = tiny_model(task)
+    reference(idx, targets)[1].backward()
+    raw = np.concatenate([p.grad.data.ravel() for p in reference.parameters()])
+    step, handed = trainer.optimizer.step, []
+    trainer.optimizer.step = lambda: (handed.append([p.grad.data.copy() for p in model.parameters()]), step())[1]
+    record = trainer.run()
+    clipped = np.concatenate([g.ravel() for g in handed[0]])
+    assert record["grad_norm"] == pytest.approx(np.linalg.norm(raw), rel=1e-5) and record["grad_norm"] > 0.25
+    assert np.linalg.norm(clipped) == pytest.approx(0.25, rel=1e-5)
+    np.testing.assert_allclose(clipped, raw * (0.25 / np.linalg.norm(raw)), rtol=1e-4, atol=1e-9)
     assert all(np.isfinite(p.data).all() for p in model.parameters())
 
 
