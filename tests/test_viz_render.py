@@ -77,6 +77,53 @@ def test_the_returned_digraph_renders_without_a_system_dot():
     assert "image/svg+xml" in drawing._repr_mimebundle_()  # what Jupyter calls to show it
 
 
+@pytest.fixture
+def no_system_graphviz(monkeypatch):
+    """A machine without Graphviz's programs (``dot``, ``unflatten``): only graphviz-pure draws."""
+    real = viz.program.shutil.which
+    monkeypatch.setattr(viz.program.shutil, "which", lambda name: None if name in ("dot", "unflatten") else real(name))
+    assert viz.program.find_program() is not None and "graphviz-pure" in viz.program.find_program()[0]
+
+
+def picture_kind(path):
+    data = path.read_bytes()
+    return "png" if data.startswith(b"\x89PNG") else "svg" if b"<svg" in data[:400] else "other"
+
+
+def test_the_graphviz_idioms_work_without_a_system_dot(tmp_path, no_system_graphviz, monkeypatch):
+    """What users of the graphviz package write, on what viz returns: render(), view(), Source."""
+    monkeypatch.chdir(tmp_path)
+    drawing = viz.draw_graph(expression())
+    assert drawing.render("out", format="png") == "out.png"  # graphviz's names: the DOT as 'out', the picture
+    assert picture_kind(tmp_path / "out.png") == "png" and (tmp_path / "out").read_text() == drawing.source
+    assert drawing.render(outfile="graph.svg") == "graph.svg" and picture_kind(tmp_path / "graph.svg") == "svg"
+    assert "tanh" in (tmp_path / "graph.svg").read_text()
+    assert drawing.render("clean", format="svg", cleanup=True) == "clean.svg" and not (tmp_path / "clean").exists()
+    with pytest.raises(FileExistsError):
+        drawing.render(outfile="graph.svg", raise_if_result_exists=True)
+
+    opened = []
+    monkeypatch.setattr(type(drawing), "_view", lambda self, path, format, quiet: opened.append((path, format)))
+    assert drawing.format == "svg"  # (viz's drawings default to SVG; graphviz's own default, pdf, needs dot)
+    assert drawing.view("shown") == "shown.svg" and opened == [("shown.svg", "svg")]
+    assert picture_kind(tmp_path / "shown.svg") == "svg"
+
+    source = viz.Source(viz.to_dot(expression()))  # instead of graphviz.Source(...), which needs dot
+    assert source.render("source", format="png") == "source.png" and picture_kind(tmp_path / "source.png") == "png"
+    assert "image/svg+xml" in source._repr_mimebundle_()  # shown inline in Jupyter
+    with pytest.warns(UserWarning, match="unflatten program is not installed"):
+        flat = drawing.unflatten(stagger=3)
+    assert isinstance(flat, viz.Source) and flat.source == drawing.source
+    assert flat.render("flat", format="svg") == "flat.svg" and picture_kind(tmp_path / "flat.svg") == "svg"
+
+
+def test_a_layout_graphviz_pure_cannot_draw_says_what_to_install(tmp_path, no_system_graphviz):
+    drawing = viz.draw_graph(expression())
+    drawing.engine = "neato"
+    with pytest.raises(viz.RenderError, match="needs a system Graphviz"):
+        drawing.render(tmp_path / "out", format="svg")
+
+
 def test_without_any_program_the_dot_file_is_written_and_the_error_says_how(tmp_path, monkeypatch):
     monkeypatch.setattr(viz.rendering, "find_program", lambda: None)
     with pytest.raises(viz.RenderError) as error:

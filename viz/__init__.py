@@ -5,6 +5,7 @@
     viz.render(loss, "gpt.svg", depth=1, names=dict(model.named_parameters()))
     viz.draw_graph(loss, backward=True)          # a graphviz.Digraph (shows itself in Jupyter)
     viz.to_dot(loss)                             # DOT text, needs no Graphviz program
+    viz.Source(viz.to_dot(loss)).render("gpt", format="png")   # graphviz.Source, rendered without dot too
     viz.plot_attention(weights, tokens, "attention.png")
     viz.plot_losses(train=[(0, 4.2), (100, 2.1)], path="losses.png")
 
@@ -16,7 +17,7 @@ renders DOT; `viz.rendering` writes files (`viz.render`); `viz.plots` draws matp
 
 from viz.draw import draw_graph, to_dot
 from viz.plots import plot_attention, plot_losses
-from viz.program import RenderError
+from viz.program import RenderError, Source
 from viz.rendering import render
 
-__all__ = ["RenderError", "draw_graph", "plot_attention", "plot_losses", "render", "to_dot"]
+__all__ = ["RenderError", "Source", "draw_graph", "plot_attention", "plot_losses", "render", "to_dot"]

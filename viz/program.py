@@ -9,8 +9,11 @@ program, which a fresh machine lacks. We use, in this order:
    venv's ``bin/``) or on ``PATH``;
 3. nothing: `RenderError` says how to get one, and `viz.render` still writes the ``.dot`` file.
 
-`Drawing` is the `graphviz.Digraph` that `viz.draw_graph` returns: the same object, except that
-``pipe()`` (and so its display in Jupyter) falls back to ``graphviz-pure`` when there is no ``dot``.
+`Drawing` is the `graphviz.Digraph` that `viz.draw_graph` returns, and `Source` the
+`graphviz.Source` to wrap DOT text in (``viz.Source(viz.to_dot(loss))``): the same objects, except
+that where a system ``dot`` is missing, ``pipe()`` (and so their display in Jupyter), ``render()``
+and ``view()`` draw with ``graphviz-pure``, and ``unflatten()`` without Graphviz's ``unflatten``
+program leaves the layout as it is (with a warning) instead of failing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +79,63 @@ def run_program(source: str, fmt: str = "svg", dpi: float | None = None) -> byte
     return done.stdout
 
 
-class Drawing(graphviz.Digraph):
-    """A `graphviz.Digraph` that renders with ``graphviz-pure`` when no system ``dot`` is installed."""
+def _render_file(
+    engine: str, format: str, filepath: str | os.PathLike,  # noqa: A002 (graphviz's names)
+    renderer: str | None = None, formatter: str | None = None, neato_no_op: Any = None, quiet: bool = False, *,
+    outfile: str | os.PathLike | None = None, raise_if_result_exists: bool = False, overwrite_filepath: bool = False,
+) -> str:  # fmt: skip
+    """`graphviz.render` (the call behind ``render()`` and ``view()``), with ``graphviz-pure`` when
+    there is no system ``dot``: the DOT file ``filepath`` becomes ``outfile`` (by default
+    ``filepath.<format>``, as Graphviz names it); returns the path written."""
+    if shutil.which("dot"):
+        return graphviz.render(engine, format, filepath, renderer, formatter, neato_no_op, quiet, outfile=outfile,
+                               raise_if_result_exists=raise_if_result_exists,
+                               overwrite_filepath=overwrite_filepath)  # fmt: skip
+    if engine != "dot" or renderer or formatter or neato_no_op:
+        raise RenderError(
+            f"rendering with engine={engine!r}, renderer={renderer!r}, formatter={formatter!r} needs a system "
+            "Graphviz (apt install graphviz, brew install graphviz); graphviz-pure draws the dot layout only"
+        )
+    out = Path(outfile) if outfile is not None else Path(f"{os.fspath(filepath)}.{format}")
+    if raise_if_result_exists and out.exists():
+        raise FileExistsError(f"output file exists: {os.fspath(out)!r}")
+    out.write_bytes(run_program(Path(filepath).read_text(encoding="utf-8"), format))
+    return os.fspath(out)
+
+
+class _PureFallback:
+    """What `Drawing` and `Source` change in the `graphviz` package's classes: the programs they call."""
+
+    source: str
+    format: str
 
     def pipe(self, format: str | None = None, *args: Any, encoding: str | None = None, **kwargs: Any) -> Any:  # noqa: A002
         if shutil.which("dot"):
-            return super().pipe(format, *args, encoding=encoding, **kwargs)
+            return super().pipe(format, *args, encoding=encoding, **kwargs)  # type: ignore[misc]
         data = run_program(self.source, format or self.format)
         return data.decode(encoding) if encoding else data
+
+    @property
+    def _render(self) -> Any:  # the graphviz package's own seam for the rendering call
+        return _render_file
+
+    def unflatten(self, stagger: int | None = None, fanout: bool = False, chain: int | None = None) -> Source:
+        """Graphviz's ``unflatten`` (staggers the leaves of wide, flat graphs), or, without that program,
+        the same graph with a warning: a viz graph is laid out by module, so it is rarely needed."""
+        if shutil.which("unflatten"):
+            return Source(super().unflatten(stagger=stagger, fanout=fanout, chain=chain).source, format=self.format)  # type: ignore[misc]
+        warnings.warn(
+            "viz: Graphviz's unflatten program is not installed (apt install graphviz, brew install graphviz): "
+            "the layout is left as it is",
+            stacklevel=2,
+        )
+        return Source(self.source, format=self.format)
+
+
+class Drawing(_PureFallback, graphviz.Digraph):
+    """A `graphviz.Digraph` that renders with ``graphviz-pure`` when no system ``dot`` is installed."""
+
+
+class Source(_PureFallback, graphviz.Source):
+    """``graphviz.Source`` for DOT text (``viz.Source(viz.to_dot(loss))``) that renders with
+    ``graphviz-pure`` when no system ``dot`` is installed."""
