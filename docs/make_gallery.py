@@ -3,6 +3,10 @@
     .venv/bin/python docs/make_gallery.py            # all pictures, about a minute
     .venv/bin/python docs/make_gallery.py --no-train # skip the training run (loss curve, heatmap)
 
+Each graph picture is committed with its DOT text beside it (``micrograd.png`` and ``micrograd.dot``):
+`tests/test_gallery.py` draws the graphs again and fails when the code no longer draws what is
+committed (DOT text is deterministic; PNG bytes depend on the renderer).
+
 Engine-only pictures first (a micrograd neuron, one attention head forward and backward), then a GPT's
 (needs `tinygrad_lm`): the whole model at depth=1 with gradient health, one block opened, the
 backward at depth=1, and, after a short training run on sorting digits, the loss curve and the
@@ -35,7 +39,10 @@ def named(value, name: str, requires_grad: bool = True) -> Tensor:
     return t
 
 
-def micrograd_neuron() -> None:
+Picture = tuple[str, Tensor, dict]  # (file name, the tensor whose graph is drawn, viz options)
+
+
+def micrograd_neuron() -> list[Picture]:
     """micrograd's neuron, o = tanh(x1 w1 + x2 w2 + b), with every value and gradient."""
     x1, x2 = named(2.0, "x1"), named(0.0, "x2")
     w1, w2, b = named(-3.0, "w1"), named(1.0, "w2"), named(6.8813735870195432, "b")
@@ -45,10 +52,11 @@ def micrograd_neuron() -> None:
     n = s + b
     o = n.tanh()
     names = {x1w1: "x1*w1", x2w2: "x2*w2", s: "x1*w1 + x2*w2", n: "n", o: "o"}
-    viz.render(o, DOCS / "micrograd.png", names=names, values=True, grads=True, rankdir="LR", dpi=DPI)
+    keep = (x1, x2, w1, w2, b)  # the leaves carry their names (``.name``): they must outlive the drawing
+    return [("micrograd.png", o, dict(names=names, values=True, grads=True, rankdir="LR", keep=keep))]
 
 
-def attention_head() -> None:
+def attention_head() -> list[Picture]:
     """One causal attention head written with engine ops, forward and backward."""
     rng = np.random.default_rng(0)
     T, C, H = 4, 8, 8
@@ -70,11 +78,11 @@ def attention_head() -> None:
     loss = (out * out).mean()
     names = {**params, x: "x", mask: "causal mask", q: "q", k: "k", v: "v", scores: "scores",
              weights: "attention", out: "out", loss: "loss"}  # fmt: skip
-    viz.render(loss, DOCS / "attention_head.png", names=names, backward=True, dpi=DPI,
-               title="One attention head: the forward (yellow) and the backward the engine derives (red)")  # fmt: skip
+    title = "One attention head: the forward (yellow) and the backward the engine derives (red)"
+    return [("attention_head.png", loss, dict(names=names, backward=True, title=title))]
 
 
-def gpt_pictures() -> None:
+def gpt_pictures() -> list[Picture]:
     from tinygrad_lm import GPT, GPTConfig
 
     cfg = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
@@ -84,12 +92,40 @@ def gpt_pictures() -> None:
     _, loss = model(idx, np.roll(idx, -1, axis=1))
     names = dict(model.named_parameters())
     config = f"n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, vocab_size={cfg.vocab_size}"
-    viz.render(loss, DOCS / "gpt_depth1.png", depth=1, names=names, grad_health=True, dpi=DPI,
-               title=f"GPT ({config}) at depth=1, coloured by gradient norm")  # fmt: skip
-    viz.render(loss, DOCS / "gpt_attention.png", depth=1, expand="transformer.h.0.attn", names=names, dpi=DPI,
-               title='The same GPT at depth=1, zoomed into one attention: expand="transformer.h.0.attn"')  # fmt: skip
-    viz.render(loss, DOCS / "gpt_backward_depth1.png", depth=1, backward=True, names=names, dpi=DPI,
-               title="GPT forward and backward at depth=1")  # fmt: skip
+    return [
+        ("gpt_depth1.png", loss, dict(depth=1, names=names, grad_health=True,
+                                      title=f"GPT ({config}) at depth=1, coloured by gradient norm")),
+        ("gpt_attention.png", loss, dict(depth=1, expand="transformer.h.0.attn", names=names,
+                                         title='The same GPT at depth=1, zoomed into one attention: '
+                                         'expand="transformer.h.0.attn"')),
+        ("gpt_backward_depth1.png", loss, dict(depth=1, backward=True, names=names,
+                                               title="GPT forward and backward at depth=1")),
+    ]  # fmt: skip
+
+
+def graph_pictures() -> list[Picture]:
+    """Every graph picture of the gallery, built afresh (the GPT's only where `tinygrad_lm` imports)."""
+    pictures = micrograd_neuron() + attention_head()
+    try:
+        pictures += gpt_pictures()
+    except ImportError as error:
+        print(f"skipping the GPT pictures: {error}")
+    return pictures
+
+
+def dot_text(root: Tensor, options: dict) -> str:
+    """The DOT text of a picture: what `tests/test_gallery.py` compares with the committed ``.dot``."""
+    return viz.to_dot(root, **{k: v for k, v in options.items() if k != "keep"})
+
+
+def draw(pictures: list[Picture]) -> None:
+    """Render each picture to its PNG and write its DOT text beside it."""
+    for name, root, options in pictures:
+        start = time.perf_counter()
+        source = dot_text(root, options)
+        viz.render(source, DOCS / name, dpi=DPI)
+        (DOCS / name).with_suffix(".dot").write_text(source, encoding="utf-8")
+        print(f"{name}: {time.perf_counter() - start:.1f} s")
 
 
 def sort_batch(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,17 +190,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-train", action="store_true", help="skip the training run (loss curve, heatmap)")
     args = parser.parse_args()
-    jobs = [micrograd_neuron, attention_head]
-    try:
-        from tinygrad_lm import GPT  # noqa: F401
-
-        jobs += [gpt_pictures] if args.no_train else [gpt_pictures, training_pictures]
-    except ImportError as error:
-        print(f"skipping the GPT pictures: {error}")
-    for job in jobs:
+    draw(graph_pictures())
+    if not args.no_train:
         start = time.perf_counter()
-        job()
-        print(f"{job.__name__}: {time.perf_counter() - start:.1f} s")
+        training_pictures()
+        print(f"training pictures: {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
