@@ -1,8 +1,8 @@
 """Hypothesis strategies for property-testing gradients (requires the `hypothesis` package).
 
-    from hypothesis import given
+    from hypothesis import given, strategies as st
     import autograd as ag
-    from autograd.testing import arrays, broadcastable_shapes, axes
+    from autograd.testing import arrays, broadcastable_shapes
 
     @given(broadcastable_shapes(2).flatmap(lambda s: st.tuples(arrays(s[0]), arrays(s[1]))))
     def test_mul(pair):

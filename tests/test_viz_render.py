@@ -103,7 +103,7 @@ def test_the_graphviz_idioms_work_without_a_system_dot(tmp_path, no_system_graph
         drawing.render(outfile="graph.svg", raise_if_result_exists=True)
 
     opened = []
-    monkeypatch.setattr(type(drawing), "_view", lambda self, path, format, quiet: opened.append((path, format)))
+    monkeypatch.setattr(type(drawing), "_view", lambda self, path, format, quiet: opened.append((path, format)))  # noqa: A006
     assert drawing.format == "svg"  # (viz's drawings default to SVG; graphviz's own default, pdf, needs dot)
     assert drawing.view("shown") == "shown.svg" and opened == [("shown.svg", "svg")]
     assert picture_kind(tmp_path / "shown.svg") == "svg"
