@@ -359,13 +359,21 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
     made = ["loss.png"]
     idx, targets = task.get_batch("val", 1, stream(seed, SAMPLE_STREAM, 1))
     shown = idx[:, :24]  # a causal model attends within a prefix exactly as within the whole
+    notes = ["row: query, column: key"]
+    split = None
     if hasattr(task, "tokenizer"):
-        tokens = [{" ": "_", "\n": "\\n"}.get(c, c) for c in task.tokenizer.decode(shown[0])]
+        text = task.tokenizer.decode(shown[0])
+        tokens = [{" ": "_", "\n": "\\n"}.get(c, c) for c in text]
+        if " " in text:
+            notes.append("'_' is a space")
     else:
         tokens = [str(i) for i in shown[0]]
+    if task.exact:  # a problem, then its answer: the line marks where the answer begins
+        split = task.n_in
+        notes.append(f"the white line: the {task.n_in} digits of the question before it, the answer after")
     weights = model.attention_weights(shown)[-1][0]  # (n_head, T, T): the last block, the one example
-    title = "attention in the last block (row: query, column: key; '_' is a space)"
-    viz.plot_attention(weights, tokens, os.path.join(out, "attention.png"), title=title, max_cols=2)
+    title = f"attention in the last block\n({'; '.join(notes)})"
+    viz.plot_attention(weights, tokens, os.path.join(out, "attention.png"), title=title, max_cols=2, split=split)
     made.append("attention.png")
     _, loss = model(idx, targets)  # one training step's graph: forward and the derived backward
     try:

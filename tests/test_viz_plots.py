@@ -44,6 +44,37 @@ def test_plot_attention_accepts_one_head_a_batch_of_one_and_tensors(tmp_path):
         viz.plot_attention(np.ones((2, 3, 4)), ["a", "b", "c"])
 
 
+def test_plot_attention_marks_where_the_answer_begins():
+    fig = viz.plot_attention(causal_attention(2, 6), list("314134"), split=3)
+    for ax in [ax for ax in fig.axes if ax.get_title().startswith("head")]:
+        lines = [(tuple(line.get_xdata()), tuple(line.get_ydata())) for line in ax.get_lines()]
+        assert ((2.5, 2.5), (0, 1)) in lines and ((0, 1), (2.5, 2.5)) in lines  # down and across, before 3
+    for bad in (0, 6, 2.5):
+        with pytest.raises(ValueError, match="split must be a position in 1..5"):
+            viz.plot_attention(causal_attention(1, 6), list("314134"), split=bad)
+
+
+def test_the_demo_heatmap_explains_what_its_tokens_are(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import demo
+
+    drawn = {}
+
+    def plot_attention(weights, tokens, path, **options):
+        drawn.update(options, tokens=tokens)
+
+    monkeypatch.setattr(viz, "plot_attention", plot_attention)
+    tiny = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4", "--quiet"]
+    assert demo.main(["--task", "sort", "--steps", "1", "--out", str(tmp_path / "sort"), *tiny]) == 0
+    assert drawn["split"] == 6 and "_" not in drawn["tokens"] and "'_' is a space" not in drawn["title"]
+    assert "the white line: the 6 digits of the question before it, the answer after" in drawn["title"]
+    assert demo.main(["--task", "grammar", "--steps", "1", "--out", str(tmp_path / "grammar"), *tiny]) == 0
+    assert drawn["split"] is None and "_" in drawn["tokens"] and "'_' is a space" in drawn["title"]
+
+
 def test_plot_losses_accepts_pairs_dicts_lists_and_a_floor(tmp_path):
     train = [(step, 4.0 * 0.99**step) for step in range(0, 300, 10)]
     evals = {0: 4.1, 100: 1.6, 200: 0.7, 290: 0.4}

@@ -29,12 +29,14 @@ def plot_attention(
     *,
     title: str | None = None,
     max_cols: int = 4,
+    split: int | None = None,
 ) -> Figure:
     """A heatmap per head of attention weights: row = query position, column = key position.
 
     ``weights``: ``(T, T)``, ``(n_head, T, T)`` or ``(1, n_head, T, T)`` (a Tensor or an array),
     each row a probability distribution over keys. ``tokens``: the ``T`` token strings, written on
-    both axes.
+    both axes. ``split``: a position where something new begins (the answer after a question, say):
+    a line is drawn before it on both axes.
     """
     array = _array(weights)
     while array.ndim > 3 and array.shape[0] == 1:
@@ -47,6 +49,8 @@ def plot_attention(
     tokens = [str(t) for t in tokens]
     if len(tokens) != T:
         raise ValueError(f"plot_attention: {len(tokens)} tokens for weights over {T} positions")
+    if split is not None and not (isinstance(split, (int, np.integer)) and 0 < split < T):
+        raise ValueError(f"plot_attention: split must be a position in 1..{T - 1}, got {split!r}")
 
     cols = min(n_head, max_cols)
     rows = math.ceil(n_head / cols)
@@ -64,6 +68,9 @@ def plot_attention(
         ax.set_xticks(range(T), labels=tokens, rotation=90, fontsize=8)
         ax.set_yticks(range(T), labels=tokens, fontsize=8)
         ax.set_title(f"head {h}" if n_head > 1 else "attention", fontsize=10)
+        if split is not None:  # between the cells split - 1 and split, across and down
+            ax.axvline(split - 0.5, color="white", linewidth=1.5)
+            ax.axhline(split - 0.5, color="white", linewidth=1.5)
         if h % cols == 0:
             ax.set_ylabel("query", fontsize=9)
         if h // cols == rows - 1 or h + cols >= n_head:
