@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench gallery clean
+.PHONY: demo test lint bench gallery tutorial clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(BIN)/.installed
 
 gallery: $(BIN)/.installed
 	$(BIN)/python docs/make_gallery.py
+
+tutorial: $(BIN)/.installed
+	$(BIN)/python docs/make_tutorial.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
