@@ -1,5 +1,6 @@
 """viz on a real GPT: module boxes per block, attention and MLP, parameter names, depth, backward, speed."""
 
+import html
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -11,7 +12,7 @@ import viz
 from tinygrad_lm import GPT, GPTConfig
 from viz.graph import MODULE, OP, PARAM, build_graph
 
-TOP_LEVEL = ["lm_head", "transformer.ln_f", "transformer.wpe", "transformer.wte"]
+TOP_LEVEL = ["cross_entropy", "lm_head", "transformer.ln_f", "transformer.wpe", "transformer.wte"]  # (the loss too)
 
 
 def gpt_loss(n_layer=2, n_embd=32, n_head=4, T=8, seed=0):
@@ -59,7 +60,7 @@ def test_depth_1_is_embeddings_blocks_and_head(gpt):
     assert modules["lm_head"].uses == ["transformer.wte.weight"]  # the tied unembedding
     assert modules["transformer.h.1"].shape == (2, 8, 32) and modules["lm_head"].shape == (2, 8, 17)
     assert all(n.scope == () for n in graph.nodes.values())  # nothing left inside a box
-    assert len([n for n in graph.nodes.values() if n.kind == OP]) <= 8  # the embedding add and the loss
+    assert [n.title for n in graph.nodes.values() if n.kind == OP] == ["add"]  # the embeddings' sum; the loss is named
     h0, h1 = modules["transformer.h.0"].id, modules["transformer.h.1"].id
     assert any(e.src == h0 and e.dst == h1 for e in graph.edges)
 
@@ -119,5 +120,41 @@ def test_a_6_layer_gpt_renders_in_seconds(tmp_path):
     svg = "{http://www.w3.org/2000/svg}"
     drawn = [g.find(f"{svg}title").text for g in ET.parse(path).getroot().iter(f"{svg}g") if g.get("class") == "node"]
     not_modules = [n for n in build_graph(loss, depth=1).nodes.values() if n.kind != MODULE]
-    assert len(drawn) == 6 + 4 + len(not_modules) + 1  # blocks, top-level modules, loss ops, legend
+    assert len(drawn) == 6 + 5 + len(not_modules) + 1  # blocks, top-level modules (the loss too), other ops, legend
     assert "max_nodes=300" in full.read_text()
+
+
+def legend_rows(source):
+    """(swatch fill, text) of each legend row of a DOT text."""
+    legend = html.unescape(source[source.index("<b>legend</b>") :])
+    return re.findall(r'<td bgcolor="(#[0-9a-f]{6})" color="#[0-9a-f]{6}" border="1" width="18"> </td>'
+                      r'<td align="left" colspan="7">([^<]*)</td>', legend)  # fmt: skip
+
+
+def test_the_loss_is_named_and_the_title_is_at_the_top(gpt):
+    _, loss = gpt
+    graph = build_graph(loss, max_nodes=None)
+    scopes = {n.scope for n in graph.nodes.values() if n.title in ("log_softmax", "getitem", "sum")}
+    assert ("cross_entropy",) in scopes
+    source = viz.to_dot(loss, depth=1, title="one step")
+    assert "labelloc=t" in source.split("\n\tnode")[0] and "one step" in source
+
+
+def test_the_legend_explains_the_backwards_grad_and_const_boxes(gpt):
+    _, loss = gpt
+    rows = dict((text, fill) for fill, text in legend_rows(viz.to_dot(loss, backward=True, max_nodes=None)))
+    assert any(text.startswith("grad: a gradient made from the loss's seed alone") for text in rows)
+    assert "constant: input data, or a number or mask a vjp uses" in rows
+    forward_only = dict((text, fill) for fill, text in legend_rows(viz.to_dot(loss, max_nodes=None)))
+    assert "constant / input data" in forward_only
+
+
+def test_gradient_health_colours_are_not_the_legends_kind_colours(gpt):
+    from viz import colors
+
+    _, loss = gpt
+    rows = legend_rows(viz.to_dot(loss, depth=1, grad_health=True))
+    kinds = {text: fill for fill, text in rows}
+    assert kinds["op: output shape, dtype (fill: its gradient norm)"] == "#ffffff"
+    assert kinds["module: params, ops, output (fill: its gradient norm)"] == "#ffffff"
+    assert colors.FILLS["op"][0] not in kinds.values() and colors.FILLS["module"][0] not in kinds.values()

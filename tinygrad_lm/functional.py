@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import autograd as ag
 from autograd import Tensor
 
 LAYER_NORM_EPS = 1e-5
@@ -78,6 +79,11 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1) -> Tenso
     The picked log-probabilities are gathered with an integer-array index (its backward scatters
     into the rows), so no (positions, V) one-hot array is ever built: memory stays at the logits'.
     """
+    with ag.scope("cross_entropy"):  # drawn as one named step, not as five anonymous ops
+        return _cross_entropy(logits, targets, ignore_index)
+
+
+def _cross_entropy(logits: Tensor, targets: Any, ignore_index: int) -> Tensor:
     targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
     vocab = logits.shape[-1]
     if targets.shape != logits.shape[:-1]:

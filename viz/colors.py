@@ -31,6 +31,7 @@ FILLS = {
     "summary": ("#f4f4f4", "#9a9a9a"),
     "backward": ("#fbdcd7", "#c0392b"),
     "backward_value": ("#fff6f4", "#c0392b"),
+    "grad_leaf": ("#fff6f4", "#c0392b"),  # a gradient made from the seed alone: no op of it is recorded
 }
 
 # The health scale: (log10 of the gradient norm, RGB) anchors, interpolated in between.

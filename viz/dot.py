@@ -43,7 +43,7 @@ def to_digraph(
     caption = _caption(graph, title)
     dot.attr(
         "graph", rankdir=rankdir, fontname=colors.FONT, fontsize="11", nodesep="0.25", ranksep="0.35",
-        newrank="true", labelloc="b", labeljust="l", bgcolor="white",
+        newrank="true", labelloc="t", labeljust="l", bgcolor="white",
     )  # fmt: skip
     if caption:
         dot.attr("graph", label=caption)
@@ -127,6 +127,8 @@ def _fill_kind(node: VizNode) -> str:
         return "backward"
     if node.backward and node.kind == VALUE:
         return "backward_value"
+    if node.kind == CONST and node.title == "grad" and not node.name:
+        return "grad_leaf"
     return node.kind
 
 
@@ -219,9 +221,14 @@ def _edge_attrs(edge: VizEdge) -> dict[str, str]:
 
 def _legend(graph: VizGraph, grad_health: bool) -> str:
     kinds = {_fill_kind(n) for n in graph.nodes.values()}
+    # Kinds whose fill the gradient-health scale replaces: their swatch shows only the border (the
+    # shape says what they are), so the legend's colours are never confused with the scale's.
+    by_health = {_fill_kind(n) for n in graph.nodes.values() if grad_health and _health_coloured(n)}
+    backward = bool(graph.backward)
     entries = [
         (PARAM, "parameter (requires grad)"),
-        (CONST, "constant / input data"),
+        (CONST, "constant: input data, or a number or mask a vjp uses" if backward else "constant / input data"),
+        ("grad_leaf", "grad: a gradient made from the loss's seed alone (no parameter in it, so no ops drawn)"),
         (VALUE, "tensor: name | data | grad"),
         ("backward_value", "a gradient (a tensor of the backward)"),
         (OP, "op" if graph.style == "records" else "op: output shape, dtype"),
@@ -233,6 +240,8 @@ def _legend(graph: VizGraph, grad_health: bool) -> str:
     for kind, text in entries:
         if kind in kinds:
             fill, border = colors.FILLS[kind]
+            if kind in by_health:
+                fill, text = "#ffffff", f"{text} (fill: its gradient norm)"
             rows.append(
                 f'<tr><td bgcolor="{fill}" color="{border}" border="1" width="18"> </td>'
                 f'<td align="left" colspan="7">{html.escape(text)}</td></tr>'
@@ -256,6 +265,11 @@ def _legend(graph: VizGraph, grad_health: bool) -> str:
         '<<table border="1" cellborder="0" cellspacing="2" cellpadding="2" color="#bbbbbb" bgcolor="#ffffff">'
         '<tr><td colspan="8" align="left"><b>legend</b></td></tr>' + "".join(rows) + "</table>>"
     )
+
+
+def _health_coloured(node: VizNode) -> bool:
+    """Whether `_node_attrs` fills this node with the gradient-health colour."""
+    return node.grad_norm is not None or node.grad is not None
 
 
 def _edge_row(color: str, arrow: str, text: str) -> str:
