@@ -7,10 +7,12 @@
     python demo.py --out runs/grammar --resume --steps 4000     # train on to step 4000 in total
     python demo.py --out runs/grammar --overwrite               # start over where a run is (it is replaced)
     python demo.py --out runs/grammar --sample "the cat"        # sample from a trained model
+    python demo.py --out runs/grammar --explain "a dog ran."    # one training step on it, explained
 
 Every run writes into its --out folder (default runs/<task>/): summary.json, metrics.jsonl,
-checkpoint.npz, loss.png, attention.png, graph.svg (one training step's graph, by module) and
-samples.txt, and prints where they are.
+checkpoint.npz, loss.png, attention.png, graph.svg (one training step's graph, by module),
+samples.txt and walkthrough.html (one training step on an example, forward and backward, with
+every number), and prints where they are.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import stat
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -124,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     run.add_argument("--sample", metavar="PROMPT", help="only sample from the checkpoint in --out, from PROMPT")
     run.add_argument("--tokens", type=_integer(1), default=200, help="--sample: how many characters to generate")
+    run.add_argument(
+        "--explain", metavar="TEXT", help="write walkthrough.html in --out: one training step of its model on TEXT, "
+        "forward and backward, with every number (sort/add: TEXT gives the digits)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and optimisation (task defaults unless given)")
     model.add_argument("--n-layer", type=_integer(1), help="transformer blocks")
@@ -152,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.sample is not None and (args.resume or args.overwrite):
         parser.error("--sample only reads the checkpoint in --out: it cannot be combined with --resume or --overwrite")
+    if args.explain is not None and (args.resume or args.overwrite or args.sample is not None):
+        parser.error("--explain explains the model trained in --out: give it without --resume, --overwrite, --sample")
     args.task = "text" if args.text else (args.task or "grammar")
     args.out = args.out or os.path.join("runs", args.task)
     return args
@@ -409,7 +418,58 @@ def sample_only(args: argparse.Namespace) -> None:
     print(tokenizer.decode(model.generate(prompt[None], max_new_tokens=args.tokens, seed=args.seed)[0]))
 
 
-RESULT_FILES = ("summary.json", "samples.txt", "loss.png", "attention.png", "graph.svg")
+def write_walkthrough(
+    model: GPT, task: Any, out: str, *, text: str | None = None, lr: float, optimizer_state: dict | None = None
+) -> str:
+    """walkthrough.html: one training step of ``model`` on ``text`` (the task's example when None),
+    forward and backward, every number from the engine (`tinygrad_lm.walkthrough`), drawn by
+    `viz.walkthrough`; returns its path."""
+    import viz
+    from tinygrad_lm import walkthrough
+    from viz import walkthrough as pages
+
+    example = walkthrough.sentence(task, text)
+    data = walkthrough.trace_step(
+        model, example["ids"], example["targets"], tokens=example["tokens"], text=example["text"],
+        vocab=example["vocab"], lr=lr, optimizer_state=optimizer_state,
+    )  # fmt: skip
+    with model.evaluating():
+        _, loss = model(np.asarray(example["ids"])[None], np.asarray(example["targets"])[None])
+    try:
+        title = "one training step: block 0 opened, forward (yellow) and backward (red)"
+        drawing = viz.draw_graph(loss, depth=1, expand="transformer.h.0", backward=True, title=title)
+        svg = drawing.pipe(format="svg", encoding="utf-8")
+    except viz.RenderError as error:
+        print(f"walkthrough.html: the graph is not drawn: {error}")
+        svg = None
+    return str(pages.write(os.path.join(out, "walkthrough.html"), data, svg))
+
+
+def explain_only(args: argparse.Namespace) -> None:
+    """``--explain TEXT``: walkthrough.html for the model in --out, on TEXT. Needs only the checkpoint."""
+    path = os.path.join(args.out, CHECKPOINT_NAME)
+    saved = saved_meta(args.out)
+    if saved is None:
+        raise DemoError(f"no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
+    settings = run_settings(saved, path)
+    model = GPT(settings["config"], seed=0)
+    load_checkpoint(path, model)
+    task = settings["task"]
+    if task is None:  # a text run: its tokenizer is in the checkpoint (the text file is not needed)
+        block_size = saved["task_options"].get("block_size", settings["config"].block_size)
+        tokenizer = CharTokenizer.from_dict(saved["tokenizer"])
+        task = SimpleNamespace(name="text", exact=False, tokenizer=tokenizer, block_size=block_size)
+    train = settings["train"]
+    step = saved["step"]
+    lr = warmup_cosine_lr(step, train.learning_rate, train.warmup_steps, train.lr_decay_steps, train.min_lr)
+    started = time.perf_counter()
+    with run_lock(args.out):
+        written = write_walkthrough(model, task, args.out, text=args.explain, lr=lr, optimizer_state=saved["optimizer"])
+    size = os.path.getsize(written) / 1e6
+    print(f"wrote {written} ({size:.1f} MB, {time.perf_counter() - started:.1f} s): open it in a browser")
+
+
+RESULT_FILES = ("summary.json", "samples.txt", "loss.png", "attention.png", "graph.svg", "walkthrough.html")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,10 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     A mistake in what was asked exits with one ``demo: ...`` line, having written nothing."""
     args = parse_args(argv)
     try:
-        if args.sample is not None:
+        if args.sample is not None or args.explain is not None:
             try:
-                sample_only(args)
-            except ValueError as error:  # a CheckpointError, or a prompt the model has no tokens for
+                sample_only(args) if args.sample is not None else explain_only(args)
+            except ValueError as error:  # a CheckpointError, or text the model has no tokens for
                 raise DemoError(str(error)) from None
             return 0
         return train(args)
@@ -498,6 +558,10 @@ def write_results(
         summary["accuracy"] = task.evaluate(model, 1000, stream(seed, SAMPLE_STREAM, 2))
     samples = write_samples(model, task, os.path.join(args.out, "samples.txt"), seed)
     pictures = write_pictures(model, task, trainer.history, args.out, seed)
+    lr = warmup_cosine_lr(trainer.step, tconfig.learning_rate, tconfig.warmup_steps, tconfig.lr_decay_steps,
+                          tconfig.min_lr)  # fmt: skip (the rate the next step would take)
+    write_walkthrough(model, task, args.out, lr=lr, optimizer_state=trainer.optimizer.state_dict())
+    pictures.append("walkthrough.html")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     report(summary, samples, pictures, args.out, time.perf_counter() - started)

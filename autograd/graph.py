@@ -6,14 +6,17 @@
 
 Each `Node` exposes ``op_name``, ``inputs``, ``shape``, ``dtype``, ``attrs``, ``scope``,
 ``requires_grad``, ``is_leaf``, ``name``, ``value`` and ``grad``; see `autograd.primitive.Node`.
+A node's ``value`` is readable while its tensor is alive; inside `keep_values` every tensor an op
+makes is kept, so a tool can show the numbers of every step of a forward pass afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from autograd.backward import _seed, _walk
-from autograd.primitive import Node, node_of
+from autograd.primitive import STATE, Node, node_of
 from autograd.tensor import Tensor
 
 
@@ -52,3 +55,25 @@ def gradients(root: Tensor, *, create_graph: bool = False, retain_graph: bool = 
     seed = _seed(root, None, "gradients")
     nodes = [n for n in walk(root) if n.requires_grad]
     return _walk([node_of(root)], [seed], wanted=nodes, retain_graph=retain_graph, create_graph=create_graph)
+
+
+@contextmanager
+def keep_values() -> Iterator[list]:
+    """Keep alive every tensor an op makes inside the block (and so every node's ``value``), until
+    the list this yields is dropped: for tools that show a forward pass's intermediate numbers.
+
+        with ag.graph.keep_values() as kept:
+            logits, loss = model(idx, targets)
+        for node in ag.graph.walk(loss): node.value    # every step's array, not only the saved ones
+
+    It costs the memory of all of them. While it is on, `autograd.capture` calls functions instead
+    of replaying them (each op must run to be kept), and it cannot be nested in a trace.
+    """
+    if STATE.recording is not None:
+        raise RuntimeError("keep_values: already inside a trace (autograd.capture) or another keep_values")
+    kept: list = []
+    STATE.recording = kept  # the hook `autograd.capture` traces with: every op appends what it made
+    try:
+        yield kept
+    finally:
+        STATE.recording = None

@@ -69,6 +69,16 @@ class Tensor:
         tensor._node = node
         return tensor
 
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A copy of the data (and of ``.grad``) that is a new leaf: a graph node is never copied.
+        (A copied node would still point at this tensor, so a copied model's backward would write
+        into the original's ``.grad``.)"""
+        copied = Tensor._make(self.data.copy(), None, self._requires_grad)
+        memo[id(self)] = copied
+        copied.name = self.name
+        copied.grad = None if self.grad is None else self.grad.__deepcopy__(memo)
+        return copied
+
     # -- array-like attributes -------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:

@@ -446,3 +446,26 @@ def test_evaluating_restores_the_mode_even_after_an_error():
     with layer.evaluating():
         pass
     assert not layer.training
+
+
+def test_a_deep_copy_made_after_a_forward_pass_has_gradients_of_its_own():
+    """A parameter used in a graph carries its leaf node; a copy must not carry it along, or the
+    copy's backward would write into the original's ``.grad``."""
+    import copy
+
+    from tinygrad_lm import GPT, GPTConfig
+
+    model = GPT(GPTConfig(11, 8, n_layer=1, n_head=2, n_embd=16))
+    idx = np.arange(8)[None] % 11
+    model(idx, idx)[1].backward()
+    model.zero_grad()
+    twin = copy.deepcopy(model)
+    twin(idx, idx)[1].backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is not None for p in twin.parameters())
+    assert twin.transformer.wte.weight is twin.lm_head.weight  # the tie survives the copy
+    x = Tensor(np.ones(3), requires_grad=True)
+    x.grad = Tensor(np.full(3, 2.0))
+    y = copy.deepcopy(x)
+    assert y.requires_grad and y.grad is not x.grad and np.array_equal(y.grad.data, x.grad.data)
+    assert y.data is not x.data
