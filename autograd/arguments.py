@@ -10,14 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.exceptions import AxisError
 
 
 def normalize_axis(op: str, axis: Any, ndim: int, shape: tuple[int, ...] | None = None) -> int:
+    """``axis`` as a non-negative int below ``ndim`` (``-1`` is the last axis).
+
+    An axis out of range raises numpy's `AxisError`, as numpy does: a subclass of both ``ValueError``
+    and ``IndexError``, so either ``except`` catches it."""
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}")
     if not -ndim <= axis < ndim:
         of = f"shape {shape}" if shape is not None else "the tensor"
-        raise ValueError(f"{op}: axis {axis} is out of range for {of}, which has {ndim} dims")
+        raise AxisError(f"{op}: axis {axis} is out of range for {of}, which has {ndim} dims")
     return int(axis) % ndim
 
 
