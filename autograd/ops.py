@@ -128,9 +128,36 @@ absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=
 cast = Primitive(
     "cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: cast(g, dtype=x.dtype),), save=()
 )  # fmt: skip
+sin = Primitive("sin", np.sin, vjps=(lambda g, out, x: g * cos(x),), save=(0,), reuses_g=True)  # sin' = cos
+cos = Primitive("cos", np.cos, vjps=(lambda g, out, x: -g * sin(x),), save=(0,), reuses_g=True)  # cos' = -sin
+log2 = Primitive(  # (log2 x)' = 1 / (x ln 2)
+    "log2", np.log2, vjps=(lambda g, out, x: g / (x * math.log(2.0)),), save=(0,), reuses_g=True
+)  # fmt: skip
+expm1 = Primitive(  # e^x - 1, exact for tiny x (where exp(x) - 1 cancels):  (e^x - 1)' = e^x = out + 1
+    "expm1", np.expm1, vjps=(lambda g, out, x: g * (out + 1.0),), save=("out",), reuses_g=True
+)  # fmt: skip
+erf = Primitive(  # erf x = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x:  erf' = 2/sqrt(pi) e^(-x^2)
+    "erf", kernels.erf, vjps=(lambda g, out, x: g * (exp(-square(x)) * (2.0 / math.sqrt(math.pi))),), save=(0,),
+    reuses_g=True,
+)  # fmt: skip
 
-# Piecewise-constant or boolean results: no gradient.
-sign = Primitive("sign", np.sign)
+# Piecewise constant: the derivative is 0 wherever it exists, and is taken to be 0 at the jumps too, as
+# torch does, so these results require grad (when their input does) and pass back exact zeros.
+zero_gradient = Primitive("zero_gradient", lambda g: np.zeros(g.shape, g.dtype))  # a constant: no vjp itself
+
+
+def _zero_vjp(g: Any, out: Any, x: Any, **attrs: Any) -> Any:
+    return zero_gradient(g)
+
+
+sign = Primitive("sign", np.sign, vjps=(_zero_vjp,), save=())
+floor = Primitive("floor", np.floor, vjps=(_zero_vjp,), save=())
+ceil = Primitive("ceil", np.ceil, vjps=(_zero_vjp,), save=())
+round_ = Primitive(  # halves to even, as numpy and torch
+    "round", lambda x, decimals: np.round(x, decimals), vjps=(_zero_vjp,), save=()
+)  # fmt: skip
+
+# Boolean results: no gradient.
 less = Primitive("less", np.less, explain=_explain_broadcast)
 less_equal = Primitive("less_equal", np.less_equal, explain=_explain_broadcast)
 greater = Primitive("greater", np.greater, explain=_explain_broadcast)

@@ -284,6 +284,44 @@ class Tensor:
     def abs(self) -> Tensor:
         return _ops.absolute(self)
 
+    def sin(self) -> Tensor:
+        return _ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return _ops.cos(self)
+
+    def log2(self) -> Tensor:
+        return _ops.log2(self)
+
+    def expm1(self) -> Tensor:
+        """``e^x - 1``, accurate also where ``x`` is tiny and ``exp(x) - 1`` would lose its digits."""
+        return _ops.expm1(self)
+
+    def erf(self) -> Tensor:
+        """The error function ``2/sqrt(pi) * integral of e^(-t^2) from 0 to x`` (exact GELU uses it)."""
+        return _ops.erf(self)
+
+    def reciprocal(self) -> Tensor:
+        """``1 / x``. Integers give floats (float64), as in torch; numpy's ``reciprocal`` keeps them integers."""
+        return _ops.div(lift(1.0, self), self)
+
+    def sign(self) -> Tensor:
+        """-1, 0 or 1. Its gradient is 0 (also at 0, as torch), so it can sit inside a differentiated expression."""
+        return _ops.sign(self)
+
+    def floor(self) -> Tensor:
+        """Round down. Gradient 0 (piecewise constant; 0 at the jumps too, as torch)."""
+        return _ops.floor(self)
+
+    def ceil(self) -> Tensor:
+        """Round up. Gradient 0 (piecewise constant; 0 at the jumps too, as torch)."""
+        return _ops.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Round to ``decimals`` places, halves to even (``round(2.5) == 2``), as numpy and torch. Gradient 0."""
+        decimals = arguments.count_argument("round", "decimals", decimals, minimum=-(2**31))
+        return _ops.round_(self, decimals=decimals)
+
     def astype(self, dtype: Any) -> Tensor:
         """A copy converted to ``dtype`` (differentiable between float dtypes)."""
         dtype = _dtype_argument(dtype, "astype")
@@ -481,6 +519,8 @@ _UFUNC_PRIMITIVES = {
     np.power: _ops.power, np.negative: _ops.neg, np.matmul: _ops.matmul,
     np.exp: _ops.exp, np.log: _ops.log, np.sqrt: _ops.sqrt, np.square: _ops.square, np.tanh: _ops.tanh,
     np.absolute: _ops.absolute, np.sign: _ops.sign, np.maximum: _ops.maximum, np.minimum: _ops.minimum,
+    np.sin: _ops.sin, np.cos: _ops.cos, np.log2: _ops.log2, np.expm1: _ops.expm1, np.floor: _ops.floor,
+    np.ceil: _ops.ceil,
     np.less: _ops.less, np.less_equal: _ops.less_equal, np.greater: _ops.greater,
     np.greater_equal: _ops.greater_equal, np.equal: _ops.equal, np.not_equal: _ops.not_equal,
 }  # fmt: skip

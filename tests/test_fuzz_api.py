@@ -412,6 +412,14 @@ UNARY = {
     "sigmoid": (Tensor.sigmoid, lambda a: np.tanh(a * 0.5) * 0.5 + 0.5),  # = 1 / (1 + e^-a)
     "relu": (Tensor.relu, lambda a: np.maximum(a, 0)),
     "abs": (Tensor.abs, np.abs),
+    "sin": (Tensor.sin, np.sin),
+    "cos": (Tensor.cos, np.cos),
+    "log2": (Tensor.log2, np.log2),
+    "expm1": (Tensor.expm1, np.expm1),
+    "sign": (Tensor.sign, np.sign),
+    "floor": (Tensor.floor, np.floor),
+    "ceil": (Tensor.ceil, np.ceil),
+    "round": (Tensor.round, np.round),
 }
 
 

@@ -6,13 +6,137 @@ the kinks themselves are tested separately, with the exact gradient expected the
 derivative also get `gradgradcheck` (linear ones inside a square, so that their vjp runs on Tensors).
 """
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import autograd as ag
 from autograd import Tensor
+from autograd.testing import arrays, shapes
 
 AxisError = np.exceptions.AxisError
+np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+# ---------------------------------------------------------------------------------------------------
+# Smooth elementwise ops
+# ---------------------------------------------------------------------------------------------------
+
+# name -> (engine function, numpy reference, options for the generated values, has a second derivative)
+SMOOTH = {
+    "sin": (Tensor.sin, np.sin, {}, True),
+    "cos": (Tensor.cos, np.cos, {}, True),
+    "log2": (Tensor.log2, np.log2, {"positive": True}, True),
+    "expm1": (Tensor.expm1, np.expm1, {}, True),
+    "erf": (Tensor.erf, np_erf, {}, True),
+    "reciprocal": (Tensor.reciprocal, np.reciprocal, {"away_from_zero": 0.3}, True),
+}
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+@given(data=st.data())
+def test_smooth_elementwise(name, data):
+    fn, reference, options, second = SMOOTH[name]
+    x = data.draw(arrays(shapes(max_side=3), **options), label="x")
+    out = fn(Tensor(x))
+    assert out.shape == x.shape and out.dtype == np.float64
+    np.testing.assert_allclose(out.data, reference(x), rtol=1e-12, atol=1e-14)
+    assert ag.gradgradcheck(fn, [x]) if second else ag.gradcheck(fn, [x])
+
+
+@pytest.mark.parametrize("name", ["sin", "cos", "log2", "expm1", "erf"])
+def test_float32_stays_float32(name):
+    fn = SMOOTH[name][0]
+    x = Tensor(np.array([0.5, 1.5], dtype=np.float32), requires_grad=True)
+    out = fn(x)
+    out.sum().backward()
+    assert out.dtype == np.float32 and x.grad.dtype == np.float32
+
+
+def test_known_values():
+    x = Tensor(np.array([0.0, np.pi / 2, np.pi]))
+    np.testing.assert_allclose(x.sin().data, [0.0, 1.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(x.cos().data, [1.0, 0.0, -1.0], atol=1e-15)
+    assert Tensor(np.array([1.0, 8.0, 0.5])).log2().data.tolist() == [0.0, 3.0, -1.0]
+    assert Tensor(np.array([1e-20])).expm1().item() == 1e-20  # exp(x) - 1 would give 0
+    np.testing.assert_allclose(Tensor(np.array([1.0])).erf().data, [0.8427007929497149], rtol=1e-15)
+    assert Tensor(np.array([2.0, -4.0])).reciprocal().data.tolist() == [0.5, -0.25]
+    integers = Tensor(np.array([2, 4])).reciprocal()  # a float, as torch (numpy's would give [0, 0])
+    assert integers.dtype == np.float64 and integers.data.tolist() == [0.5, 0.25]
+
+
+def test_numpy_ufuncs_run_the_engine_ops():
+    x = Tensor(np.array([0.3, 1.7]), requires_grad=True)
+    for ufunc, method in [
+        (np.sin, "sin"),
+        (np.cos, "cos"),
+        (np.log2, "log2"),
+        (np.expm1, "expm1"),
+        (np.floor, "floor"),
+        (np.ceil, "ceil"),
+        (np.sign, "sign"),
+    ]:
+        out = ufunc(x)
+        assert isinstance(out, Tensor) and out.node.op_name == method
+        np.testing.assert_array_equal(out.data, ufunc(x.data))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Piecewise-constant ops: gradient exactly 0
+# ---------------------------------------------------------------------------------------------------
+
+STEPS = {
+    "sign": (Tensor.sign, np.sign),
+    "floor": (Tensor.floor, np.floor),
+    "ceil": (Tensor.ceil, np.ceil),
+    "round": (Tensor.round, np.round),
+}
+
+
+@pytest.mark.parametrize("name", STEPS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_gradient_ops_give_exact_zeros(name, dtype):
+    method, reference = STEPS[name]
+    values = np.array([[-2.5, -1.5, -0.5, -0.0], [0.0, 0.5, 1.5, 2.7]], dtype=dtype)  # jumps and halves
+    x = Tensor(values, requires_grad=True)
+    out = method(x)
+    np.testing.assert_array_equal(out.data, reference(values))
+    assert out.dtype == dtype and out.requires_grad, "differentiable, as torch's: usable inside a loss"
+    (out * x).sum().backward()  # d/dx (step(x) * x) = step(x): only the product's own term
+    np.testing.assert_array_equal(x.grad.data, reference(values))
+    (g,) = ag.grad(method(x).sum(), [x])
+    assert g.shape == values.shape and g.dtype == dtype and not g.data.any()
+    (g,) = ag.grad(method(x).sum(), [x], create_graph=True)  # the same zeros when the vjp runs on Tensors
+    assert g.shape == values.shape and g.dtype == dtype and not g.data.any()
+
+
+@pytest.mark.parametrize("name", STEPS)
+@given(data=st.data())
+def test_zero_gradient_ops_away_from_jumps(name, data):
+    method, reference = STEPS[name]
+    x = data.draw(arrays(shapes(), low=-3, high=3), label="x")
+    x = np.floor(x) + 0.3  # 0.3 from an integer and 0.2 from a half: no jump within the finite difference
+    np.testing.assert_array_equal(method(Tensor(x)).data, reference(x))
+    assert ag.gradcheck(lambda t: method(t) * t, [x])
+
+
+def test_round_halves_to_even_and_decimals():
+    assert Tensor(np.array([0.5, 1.5, 2.5, -0.5])).round().data.tolist() == [0.0, 2.0, 2.0, -0.0]
+    assert Tensor(np.array([1.234, 5.678])).round(2).data.tolist() == [1.23, 5.68]
+    assert Tensor(np.array([1234.0])).round(-2).data.tolist() == [1200.0]
+    with pytest.raises(TypeError, match="round: decimals must be an int"):
+        Tensor(np.ones(2)).round(1.5)
+
+
+def test_abs_second_derivative_still_exact():
+    """abs's vjp uses sign, which now records a (zero) gradient of its own with create_graph."""
+    x = Tensor(np.array([-2.0, 3.0]), requires_grad=True)
+    (g,) = ag.grad((x.abs() * x).sum(), [x], create_graph=True)
+    (h,) = ag.grad(g.sum(), [x])
+    np.testing.assert_array_equal(h.data, 2 * np.sign(x.data))
+
 
 # ---------------------------------------------------------------------------------------------------
 # An axis out of range is numpy's AxisError, a ValueError and an IndexError
