@@ -12,7 +12,7 @@ Read it in this order: `autograd.ops` (every primitive, its forward beside its v
 graph). `Primitive` lets you add your own.
 """
 
-from autograd import graph, kernels, memory, ops
+from autograd import functional, graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
 from autograd.functions import concatenate, maximum, minimum, stack, where
@@ -45,6 +45,7 @@ __all__ = [
     "current_scope",
     "detect_anomaly",
     "enable_grad",
+    "functional",
     "grad",
     "gradcheck",
     "gradgradcheck",

@@ -140,6 +140,9 @@ erf = Primitive(  # erf x = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x:  erf'
     "erf", kernels.erf, vjps=(lambda g, out, x: g * (exp(-square(x)) * (2.0 / math.sqrt(math.pi))),), save=(0,),
     reuses_g=True,
 )  # fmt: skip
+softplus = Primitive(  # log(1 + e^x), computed as logaddexp(0, x), which never overflows:  softplus' = sigmoid
+    "softplus", lambda x: np.logaddexp(0.0, x), vjps=(lambda g, out, x: g * sigmoid(x),), save=(0,), reuses_g=True
+)  # fmt: skip
 
 # Piecewise constant: the derivative is 0 wherever it exists, and is taken to be 0 at the jumps too, as
 # torch does, so these results require grad (when their input does) and pass back exact zeros.

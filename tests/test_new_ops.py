@@ -14,14 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import autograd as ag
+import autograd.functional as F  # noqa: N812 (torch users know it as F)
 from autograd import Tensor
 from autograd.testing import arrays, shapes
+from tinygrad_lm import functional as lm_functional
 
 AxisError = np.exceptions.AxisError
 np_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 # ---------------------------------------------------------------------------------------------------
-# Smooth elementwise ops
+# Smooth elementwise ops and activations
 # ---------------------------------------------------------------------------------------------------
 
 # name -> (engine function, numpy reference, options for the generated values, has a second derivative)
@@ -32,6 +34,30 @@ SMOOTH = {
     "expm1": (Tensor.expm1, np.expm1, {}, True),
     "erf": (Tensor.erf, np_erf, {}, True),
     "reciprocal": (Tensor.reciprocal, np.reciprocal, {"away_from_zero": 0.3}, True),
+    "softplus": (F.softplus, lambda x: np.logaddexp(0.0, x), {}, True),
+    "softplus_beta": (lambda x: F.softplus(x, beta=2.0), lambda x: np.logaddexp(0.0, 2.0 * x) / 2.0, {}, True),
+    "silu": (F.silu, lambda x: x / (1.0 + np.exp(-x)), {}, True),
+    "gelu": (F.gelu, lambda x: 0.5 * x * (1.0 + np_erf(x / math.sqrt(2.0))), {}, True),
+    "gelu_tanh": (
+        lambda x: F.gelu(x, approximate="tanh"),
+        lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
+        {},
+        True,
+    ),
+    "elu": (F.elu, lambda x: np.where(x > 0, x, np.expm1(x)), {"away_from_zero": 0.01}, True),
+    "elu_alpha": (
+        lambda x: F.elu(x, alpha=0.7),
+        lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
+        {"away_from_zero": 0.01},
+        True,
+    ),
+    "leaky_relu": (F.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), {"away_from_zero": 0.01}, False),
+    "leaky_relu_slope": (
+        lambda x: F.leaky_relu(x, 0.2),
+        lambda x: np.where(x > 0, x, 0.2 * x),
+        {"away_from_zero": 0.01},
+        False,
+    ),
 }
 
 
@@ -46,7 +72,7 @@ def test_smooth_elementwise(name, data):
     assert ag.gradgradcheck(fn, [x]) if second else ag.gradcheck(fn, [x])
 
 
-@pytest.mark.parametrize("name", ["sin", "cos", "log2", "expm1", "erf"])
+@pytest.mark.parametrize("name", ["sin", "cos", "log2", "expm1", "erf", "softplus", "gelu", "gelu_tanh", "silu"])
 def test_float32_stays_float32(name):
     fn = SMOOTH[name][0]
     x = Tensor(np.array([0.5, 1.5], dtype=np.float32), requires_grad=True)
@@ -81,6 +107,53 @@ def test_numpy_ufuncs_run_the_engine_ops():
         out = ufunc(x)
         assert isinstance(out, Tensor) and out.node.op_name == method
         np.testing.assert_array_equal(out.data, ufunc(x.data))
+
+
+def test_activations_at_their_kinks_and_extremes():
+    zero = Tensor(np.zeros(1), requires_grad=True)
+    for fn, slope in [
+        (F.leaky_relu, 0.01),
+        (lambda t: F.leaky_relu(t, 0.2), 0.2),
+        (F.elu, 1.0),
+        (lambda t: F.elu(t, alpha=0.7), 0.7),
+    ]:
+        (g,) = ag.grad(fn(zero).sum(), [zero])
+        assert g.data.tolist() == [slope], "the negative side's slope at 0, as torch"
+    (g,) = ag.grad(F.softplus(zero).sum(), [zero])
+    assert g.data.tolist() == [0.5]  # smooth at 0: sigmoid(0)
+    big = Tensor(np.array([-800.0, 0.0, 800.0]), requires_grad=True)
+    out = F.softplus(big)
+    np.testing.assert_allclose(out.data, [0.0, math.log(2.0), 800.0])
+    out.sum().backward()
+    assert big.grad.data.tolist() == [0.0, 0.5, 1.0]
+    large = Tensor(np.array([100.0, 1000.0], dtype=np.float32), requires_grad=True)  # e^x overflows float32
+    with ag.detect_anomaly():
+        F.elu(large).sum().backward()
+    assert large.grad.data.tolist() == [1.0, 1.0]
+    assert F.gelu(Tensor(np.array([-40.0, 40.0]))).data.tolist() == [-0.0, 40.0]
+
+
+def test_gelu_tanh_is_the_gpts_gelu_bit_for_bit():
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32), requires_grad=True)
+    ours, gpts = F.gelu(x, approximate="tanh"), lm_functional.gelu(x)
+    np.testing.assert_array_equal(ours.data, gpts.data)
+    (g1,) = ag.grad(ours.sum(), [x])
+    (g2,) = ag.grad(gpts.sum(), [x])
+    np.testing.assert_array_equal(g1.data, g2.data)
+    with pytest.raises(ValueError, match="gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        F.gelu(x, approximate="erf")
+
+
+def test_functional_wrappers_are_the_methods():
+    x = Tensor(np.array([[-1.0, 0.5, 2.0]]))
+    for fn, method in [
+        (F.relu, Tensor.relu),
+        (F.sigmoid, Tensor.sigmoid),
+        (F.tanh, Tensor.tanh),
+        (F.softmax, Tensor.softmax),
+        (F.log_softmax, Tensor.log_softmax),
+    ]:
+        np.testing.assert_array_equal(fn(x).data, method(x).data)
 
 
 # ---------------------------------------------------------------------------------------------------
