@@ -15,7 +15,7 @@ graph). `Primitive` lets you add your own.
 from autograd import functional, graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
-from autograd.functions import concatenate, maximum, minimum, stack, where
+from autograd.functions import clip, concatenate, maximum, minimum, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autograd.primitive import (
     AnomalyError,
@@ -41,6 +41,7 @@ __all__ = [
     "Primitive",
     "Tensor",
     "capture",
+    "clip",
     "concatenate",
     "current_scope",
     "detect_anomaly",

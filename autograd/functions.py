@@ -58,6 +58,11 @@ def minimum(x: Any, y: Any) -> Tensor:
     return ops.minimum(*_pair("minimum", x, y))
 
 
+def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
+    """``min(max(x, min), max)``, as numpy's ``clip`` (see `Tensor.clip` for bounds and gradients)."""
+    return as_tensor(x, "clip: x").clip(min, max)
+
+
 def _pair(op: str, x: Any, y: Any) -> tuple[Tensor, Tensor]:
     """Two operands as tensors; a Python number takes the other operand's dtype, as in operators."""
     from autograd.tensor import lift

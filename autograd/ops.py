@@ -215,6 +215,30 @@ def _pow_vjp_y(g: Any, out: Any, x: Any, y: Any) -> Any:
 power = _binary("pow", np.power, _pow_vjp_x, _pow_vjp_y, save={0: (0, 1), 1: ("out", 0, 1)})  # out = x^y
 
 
+def _clip_vjp_x(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Inside [low, high], bounds included (as torch's clamp), out is x: x gets g; outside, 0."""
+    a = value_of(x)
+    return where((a >= value_of(low)) & (a <= value_of(high)), g, np.zeros((), g.dtype))
+
+
+def _clip_vjp_low(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Below the range out is low (unless low > high, when high wins everywhere)."""
+    a, lo = value_of(x), value_of(low)
+    return where((a < lo) & (lo < value_of(high)), g, np.zeros((), g.dtype))
+
+
+def _clip_vjp_high(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Above the range out is high, and everywhere when high < low (numpy's and torch's clip give high)."""
+    a, hi = value_of(x), value_of(high)
+    return where((a > hi) | (hi < value_of(low)), g, np.zeros((), g.dtype))
+
+
+clip = Primitive(  # out = min(max(x, low), high): the gradient goes to whichever of the three out is
+    "clip", np.clip, vjps=(_clip_vjp_x, _clip_vjp_low, _clip_vjp_high), save=(0, 1, 2), broadcasts=True,
+    explain=_explain_broadcast,
+)  # fmt: skip
+
+
 def _tie_weight(x: Any, y: Any) -> np.ndarray:
     """1 where x wins, 0 where y wins, 1/2 at ties (the gradient is shared, as in torch)."""
     a, b = value_of(x), value_of(y)

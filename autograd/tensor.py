@@ -322,6 +322,33 @@ class Tensor:
         decimals = arguments.count_argument("round", "decimals", decimals, minimum=-(2**31))
         return _ops.round_(self, decimals=decimals)
 
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
+        """``min(max(x, min), max)``: each entry limited to ``[min, max]``; either bound may be None (no
+        limit) or a tensor that broadcasts with ``x``. Where ``min > max`` every entry is ``max``.
+
+        The gradient follows torch's ``clamp``: ``x`` gets it where ``min <= x <= max`` (the bounds
+        included), ``min`` where ``x < min``, ``max`` where ``x > max``, 0 elsewhere."""
+        if min is None and max is None:
+            raise ValueError("clip: give min, max or both (both are None)")
+        return _ops.clip(self, self._clip_bound(min, "min"), self._clip_bound(max, "max"))
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (torch's names)
+        """torch's name for `clip`."""
+        return self.clip(min, max)
+
+    def _clip_bound(self, bound: Any, which: str) -> Tensor:
+        """A bound of `clip` as a tensor; None is no bound: the dtype's lowest or highest value."""
+        if bound is not None:
+            return lift(bound, self, name=f"clip: {which}")
+        kind, dtype = self.dtype.kind, self.dtype
+        if kind == "f":
+            value = -np.inf if which == "min" else np.inf
+        elif kind in "iu":
+            value = np.iinfo(dtype).min if which == "min" else np.iinfo(dtype).max
+        else:
+            value = which == "max"
+        return Tensor._make(np.asarray(value, dtype=dtype), None, False)
+
     def astype(self, dtype: Any) -> Tensor:
         """A copy converted to ``dtype`` (differentiable between float dtypes)."""
         dtype = _dtype_argument(dtype, "astype")

@@ -10,13 +10,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import autograd as ag
 import autograd.functional as F  # noqa: N812 (torch users know it as F)
 from autograd import Tensor
-from autograd.testing import arrays, shapes
+from autograd.testing import arrays, broadcastable_shapes, shapes
 from tinygrad_lm import functional as lm_functional
 
 AxisError = np.exceptions.AxisError
@@ -209,6 +209,56 @@ def test_abs_second_derivative_still_exact():
     (g,) = ag.grad((x.abs() * x).sum(), [x], create_graph=True)
     (h,) = ag.grad(g.sum(), [x])
     np.testing.assert_array_equal(h.data, 2 * np.sign(x.data))
+
+
+# ---------------------------------------------------------------------------------------------------
+# clip / clamp
+# ---------------------------------------------------------------------------------------------------
+
+
+@given(shapes_=broadcastable_shapes(3), data=st.data())
+def test_clip_with_broadcast_bounds(shapes_, data):
+    x = data.draw(arrays(shapes_[0]), label="x")
+    low = data.draw(arrays(shapes_[1], low=-2, high=0), label="low")
+    high = data.draw(arrays(shapes_[2], low=0.5, high=2), label="high")
+    assume(np.all(np.abs(x - low) > 1e-3) and np.all(np.abs(x - high) > 1e-3))  # no kink within a step
+    out = Tensor(x).clip(Tensor(low), Tensor(high))
+    np.testing.assert_array_equal(out.data, np.clip(x, low, high))
+    assert ag.gradcheck(lambda a, b, c: a.clip(b, c), [x, low, high])
+    assert ag.gradcheck(lambda a: ag.clip(a, -0.5, 1.0), [x])
+
+
+def test_clip_boundaries_follow_torch():
+    """torch's clamp: x gets the gradient where min <= x <= max (bounds included), min where x < min,
+    max where x > max; when min > max every output is max, and so is every gradient."""
+    x = Tensor(np.array([-2.0, -1.0, 0.0, 1.0, 2.0]), requires_grad=True)
+    low = Tensor(np.array(-1.0), requires_grad=True)
+    high = Tensor(np.array(1.0), requires_grad=True)
+    out = x.clamp(min=low, max=high)
+    assert out.data.tolist() == [-1.0, -1.0, 0.0, 1.0, 1.0]
+    out.backward(np.array([1.0, 2.0, 4.0, 8.0, 16.0]))
+    assert x.grad.data.tolist() == [0.0, 2.0, 4.0, 8.0, 0.0]
+    assert low.grad.item() == 1.0 and high.grad.item() == 16.0
+    x.grad = low.grad = high.grad = None
+    crossed = x.clip(Tensor(np.array(1.0), requires_grad=True), high * -1.0)  # min 1 > max -1
+    assert crossed.data.tolist() == np.clip(x.data, 1.0, -1.0).tolist() == [-1.0] * 5
+    crossed.sum().backward()
+    assert x.grad.data.tolist() == [0.0] * 5 and high.grad.item() == -5.0
+
+
+def test_clip_one_sided_integer_and_errors():
+    x = Tensor(np.array([-3.0, 0.5, 3.0], dtype=np.float32), requires_grad=True)
+    assert x.clip(min=0.0).data.tolist() == [0.0, 0.5, 3.0] and x.clip(min=0.0).dtype == np.float32
+    assert x.clip(max=1.0).data.tolist() == [-3.0, 0.5, 1.0]
+    x.clip(max=1.0).sum().backward()
+    assert x.grad.data.tolist() == [1.0, 1.0, 0.0]
+    ints = Tensor(np.array([-5, 0, 5], dtype=np.int8))
+    assert ints.clip(-2, 2).data.tolist() == [-2, 0, 2] and ints.clip(-2, 2).dtype == np.int8
+    assert ints.clip(max=1).data.tolist() == [-5, 0, 1]
+    with pytest.raises(ValueError, match=r"clip: give min, max or both"):
+        x.clip()
+    with pytest.raises(ValueError, match=r"clip: shapes \(3,\) and \(2,\) and \(\) do not broadcast"):
+        x.clip(np.zeros(2), 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------
