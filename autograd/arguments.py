@@ -26,6 +26,16 @@ def normalize_axis(op: str, axis: Any, ndim: int, shape: tuple[int, ...] | None 
     return int(axis) % ndim
 
 
+def scalar_axis(op: str, axis: Any) -> int:
+    """The axis of a 0-d tensor for an op that takes it as a vector of one number (softmax, flatten):
+    0 or -1, as torch allows."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}")
+    if axis not in (0, -1):
+        raise AxisError(f"{op}: axis {axis} is out of range for a 0-d tensor (which takes 0 or -1)")
+    return 0
+
+
 def normalize_axes(op: str, axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     """``None`` -> every axis; an int or a sequence of ints -> sorted non-negative axes."""
     ndim = len(shape)
@@ -57,6 +67,25 @@ def count_argument(op: str, name: str, value: Any, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{op}: {name} must be at least {minimum}, got {value}")
     return int(value)
+
+
+def pad_widths(op: str, pad_width: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """numpy's ``pad_width``: ``n``, ``(before, after)`` or one such pair per axis -> a pair per axis."""
+    try:
+        widths = np.asarray(pad_width)
+    except (ValueError, TypeError):
+        widths = np.asarray(None)
+    if widths.dtype.kind not in "iu":
+        raise TypeError(f"{op}: pad_width must be ints: n, (before, after) or one pair per axis, got {pad_width!r}")
+    try:
+        pairs = np.broadcast_to(widths, (len(shape), 2))
+    except ValueError:
+        raise ValueError(
+            f"{op}: pad_width {pad_width!r} is not n, (before, after) or one pair per axis of shape {shape}"
+        ) from None
+    if (pairs < 0).any():
+        raise ValueError(f"{op}: pad_width {pad_width!r} is negative (to crop, index the tensor instead)")
+    return tuple((int(before), int(after)) for before, after in pairs)
 
 
 def permutation(op: str, axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:

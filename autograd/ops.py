@@ -420,6 +420,26 @@ expand = Primitive(
 )  # fmt: skip
 
 
+flip = Primitive(  # reversing is undone by reversing again
+    "flip", lambda x, axis: np.flip(x, axis), vjps=(lambda g, out, x, axis: flip(g, axis=axis),), save=()
+)  # fmt: skip
+
+
+def _pad_vjp(g: Any, out: Any, x: Any, widths: tuple[tuple[int, int], ...], value: Any) -> Any:
+    """The padding is constant (no gradient); x's entries get theirs back: the window of g they went to."""
+    return getitem(g, index=tuple(slice(before, before + n) for (before, _), n in zip(widths, x.shape)))
+
+
+def _pad(x: np.ndarray, widths: tuple[tuple[int, int], ...], value: Any) -> np.ndarray:
+    """``x`` with ``widths[i] = (before, after)`` entries of ``value`` added on either side of axis i."""
+    if not widths:  # a 0-d tensor has no side to pad (numpy's pad has no way to say so)
+        return x.copy()
+    return np.pad(x, widths, mode="constant", constant_values=value)
+
+
+pad = Primitive("pad", _pad, vjps=(_pad_vjp,), save=())  # the gradient of the padding is 0
+
+
 def _concatenate_vjp(i: int, g: Any, out: Any, *inputs: Any, axis: int) -> Any:
     """Input ``i``'s gradient is its own window of ``g`` along ``axis``."""
     start = sum(x.shape[axis] for x in inputs[:i])

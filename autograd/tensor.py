@@ -437,8 +437,18 @@ class Tensor:
             return self
         return _ops.expand(self, shape=target)
 
-    def flatten(self) -> Tensor:
-        return self.reshape(-1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge the axes ``start_dim`` to ``end_dim`` (both included) into one, as torch's ``flatten``;
+        by default all of them (a 0-d tensor becomes shape ``(1,)``)."""
+        if self.ndim == 0:
+            arguments.scalar_axis("flatten", start_dim), arguments.scalar_axis("flatten", end_dim)
+            return self.reshape(1)
+        start = arguments.normalize_axis("flatten", start_dim, self.ndim, self.shape)
+        end = arguments.normalize_axis("flatten", end_dim, self.ndim, self.shape)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {self.shape})")
+        merged = int(np.prod(self.shape[start : end + 1]))
+        return self.reshape((*self.shape[:start], merged, *self.shape[end + 1 :]))
 
     def squeeze(self, axis: int) -> Tensor:
         a = arguments.normalize_axis("squeeze", axis, self.ndim, self.shape)
@@ -449,6 +459,93 @@ class Tensor:
     def unsqueeze(self, axis: int) -> Tensor:
         a = arguments.normalize_axis("unsqueeze", axis, self.ndim + 1)
         return self.reshape(self.shape[:a] + (1,) + self.shape[a:])
+
+    def flip(self, axis: Axis = None) -> Tensor:
+        """Reverse the order of the entries along ``axis`` (an int, a tuple, or None for every axis), as
+        numpy's ``flip``."""
+        axes = arguments.normalize_axes("flip", axis, self.shape)
+        return _ops.flip(self, axis=axes) if axes else self
+
+    def tril(self, k: int = 0) -> Tensor:
+        """The lower triangle of each matrix (the last two axes): entries ``[i, j]`` with ``j <= i + k``
+        kept, the rest 0. ``k > 0`` keeps diagonals above, ``k < 0`` drops some below."""
+        return self._triangle("tril", k, lower=True)
+
+    def triu(self, k: int = 0) -> Tensor:
+        """The upper triangle of each matrix: entries ``[i, j]`` with ``j >= i + k`` kept, the rest 0."""
+        return self._triangle("triu", k, lower=False)
+
+    def _triangle(self, op: str, k: int, lower: bool) -> Tensor:
+        """``where(mask, x, 0)`` with a constant mask: the kept entries get their gradient, the others 0."""
+        if self.ndim < 2:
+            raise ValueError(f"{op}: needs a matrix or a batch of them (at least 2 dims), got shape {self.shape}")
+        k = arguments.count_argument(op, "k", k, minimum=-(2**62))
+        rows, cols = self.shape[-2:]
+        keep = np.tri(rows, cols, k, dtype=bool) if lower else ~np.tri(rows, cols, k - 1, dtype=bool)
+        zero = Tensor._make(np.zeros((), self.dtype), None, False)
+        return _ops.where(Tensor._make(keep, None, False), self, zero)
+
+    def tile(self, *reps: int | Sequence[int]) -> Tensor:
+        """The whole tensor repeated ``reps[i]`` times along axis ``i``, as numpy's ``tile`` (and torch's):
+        ``[1, 2].tile(2) == [1, 2, 1, 2]``. Fewer ``reps`` than axes repeat the last axes; more add
+        leading axes. Built as a view, ``expand``-ed, then copied once by a reshape: its gradient sums
+        the copies."""
+        reps_t = arguments.shape_argument("tile", reps)
+        for r in reps_t:
+            arguments.count_argument("tile", "a repetition", r)
+        ndim = max(len(reps_t), self.ndim)
+        reps_t = (1,) * (ndim - len(reps_t)) + reps_t
+        shape = (1,) * (ndim - self.ndim) + self.shape
+        spread = self.reshape(tuple(n for size in shape for n in (1, size)))  # (1, s0, 1, s1, ...)
+        copies = spread.expand(tuple(n for r, size in zip(reps_t, shape) for n in (r, size)))  # (r0, s0, r1, s1, ...)
+        return copies.reshape(tuple(r * size for r, size in zip(reps_t, shape)))
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        """torch's ``Tensor.repeat``: the same as `tile` (``[1, 2].repeat(2) == [1, 2, 1, 2]``), except that
+        ``sizes`` must cover every axis. Not numpy's ``np.repeat``, which repeats each entry in place."""
+        sizes_t = arguments.shape_argument("repeat", sizes)
+        if len(sizes_t) < self.ndim:
+            raise ValueError(
+                f"repeat: {len(sizes_t)} sizes {sizes_t} for a tensor of {self.ndim} dims (shape {self.shape}); "
+                "give one per axis (or use tile, which fills in 1s)"
+            )
+        for r in sizes_t:
+            arguments.count_argument("repeat", "a repetition", r)
+        return self.tile(sizes_t)
+
+    def split(self, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``axis``, as torch's ``split``: an int is the size of each piece (the last may be
+        smaller), a list the size of each (they must add up to the axis's length; 0 gives an empty piece).
+        Each piece is a slice: its gradient goes back to where it came from."""
+        a = arguments.normalize_axis("split", axis, self.ndim, self.shape)
+        length = self.shape[a]
+        if isinstance(split_size_or_sections, (list, tuple)):
+            sizes = [arguments.count_argument("split", "a section size", n) for n in split_size_or_sections]
+            if sum(sizes) != length:
+                raise ValueError(
+                    f"split: sections {list(split_size_or_sections)} add up to {sum(sizes)}, but axis {axis} of "
+                    f"shape {self.shape} has length {length}"
+                )
+        else:
+            size = arguments.count_argument("split", "split_size", split_size_or_sections, minimum=1)
+            sizes = [min(size, length - start) for start in range(0, length, size)] or [0]
+        return self._pieces(a, sizes)
+
+    def chunk(self, chunks: int, axis: int = 0) -> tuple[Tensor, ...]:
+        """``chunks`` pieces along ``axis``, as torch's ``chunk``: each of ``ceil(length / chunks)``
+        entries, the last smaller, so there may be fewer than ``chunks`` (``chunk(6 entries, 4)`` gives 3
+        of 2). An axis of length 0 gives ``chunks`` empty pieces."""
+        a = arguments.normalize_axis("chunk", axis, self.ndim, self.shape)
+        chunks = arguments.count_argument("chunk", "chunks", chunks, minimum=1)
+        length = self.shape[a]
+        if length == 0:
+            return self._pieces(a, [0] * chunks)
+        return self.split(-(-length // chunks), axis=a)
+
+    def _pieces(self, axis: int, sizes: list[int]) -> tuple[Tensor, ...]:
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        before = (slice(None),) * axis
+        return tuple(self[(*before, slice(start, start + n))] for start, n in zip(starts, sizes))
 
 
 def _dtype_argument(dtype: Any, what: str) -> np.dtype:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import autograd as ag
 import autograd.functional as F  # noqa: N812 (torch users know it as F)
 from autograd import Tensor
-from autograd.testing import arrays, broadcastable_shapes, shapes
+from autograd.testing import arrays, broadcastable_shapes, shape_and_axis, shape_and_single_axis, shapes
 from tinygrad_lm import functional as lm_functional
 
 AxisError = np.exceptions.AxisError
@@ -262,6 +262,158 @@ def test_clip_one_sided_integer_and_errors():
 
 
 # ---------------------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------------------
+
+
+@given(shape=shapes(min_dims=1, max_dims=4), data=st.data())
+def test_flatten_range_of_axes(shape, data):
+    x = data.draw(arrays(shape), label="x")
+    ndim = len(shape)
+    start = data.draw(st.integers(-ndim, ndim - 1), label="start")
+    end = data.draw(st.integers(start % ndim - ndim, -1), label="end")  # start <= end
+    s, e = start % ndim, end % ndim
+    expected = x.reshape(shape[:s] + (-1,) + shape[e + 1 :])
+    np.testing.assert_array_equal(Tensor(x).flatten(start, end).data, expected)
+    np.testing.assert_array_equal(Tensor(x).flatten().data, x.reshape(-1))
+    assert ag.gradcheck(lambda t: t.flatten(start, end), [x])
+
+
+def test_flatten_edges():
+    assert Tensor(np.array(2.0)).flatten().shape == (1,) and Tensor(np.array(2.0)).flatten(0, -1).shape == (1,)
+    assert Tensor(np.zeros((2, 0, 3))).flatten(1).shape == (2, 0)
+    with pytest.raises(ValueError, match=r"flatten: start_dim 2 comes after end_dim 1 \(shape \(2, 3, 4\)\)"):
+        Tensor(np.zeros((2, 3, 4))).flatten(2, 1)
+
+
+def _weights(shape):
+    """Distinct weights, so a gradient sent to the wrong entry shows."""
+    return Tensor(np.linspace(0.5, 1.5, math.prod(shape)).reshape(shape))
+
+
+@given(shape_axis=shape_and_axis(max_side=3), data=st.data())
+def test_flip(shape_axis, data):
+    shape, axis = shape_axis
+    x = data.draw(arrays(shape), label="x")
+    np.testing.assert_array_equal(Tensor(x).flip(axis).data, np.flip(x, axis))
+    assert ag.gradgradcheck(lambda t: (t.flip(axis) * _weights(shape)).square(), [x])
+
+
+@given(shape=shapes(max_side=3), data=st.data())
+def test_pad(shape, data):
+    x = data.draw(arrays(shape), label="x")
+    widths = tuple(data.draw(st.tuples(st.integers(0, 2), st.integers(0, 2)), label="w") for _ in shape) or 1
+    value = data.draw(st.sampled_from([0.0, -1.5]), label="value")
+    out = ag.pad(Tensor(x), widths, value=value)
+    np.testing.assert_array_equal(out.data, np.pad(x, widths, constant_values=value))
+    assert ag.gradgradcheck(lambda t: (ag.pad(t, widths, value=value) * _weights(out.shape)).square(), [x])
+
+
+def test_pad_widths_as_numpy_takes_them():
+    x = np.arange(6.0).reshape(2, 3)
+    for width in (1, (1,), (1, 2), [(0, 1), (2, 0)], ((1, 1),)):
+        np.testing.assert_array_equal(ag.pad(x, width).data, np.pad(x, width))
+    t = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    out = ag.pad(t, (1, 2), value=7)
+    assert out.dtype == np.float32 and out.data.tolist() == [7, 1, 1, 7, 7]
+    out.backward(np.arange(5.0, dtype=np.float32))
+    assert t.grad.data.tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="pad: pad_width .* is negative"):
+        ag.pad(x, -1)
+    with pytest.raises(ValueError, match=r"pad: pad_width .* per axis of shape \(2, 3\)"):
+        ag.pad(x, [(1, 1), (1, 1), (1, 1)])
+    with pytest.raises(TypeError, match="pad: pad_width must be ints"):
+        ag.pad(x, 1.5)
+    with pytest.raises(TypeError, match="pad: value must be a number"):
+        ag.pad(x, 1, value="a")
+
+
+@pytest.mark.parametrize("name", ["tril", "triu"])
+@given(shape=shapes(min_dims=2, max_dims=4), k=st.integers(-3, 3), data=st.data())
+def test_tril_triu(name, shape, k, data):
+    x = data.draw(arrays(shape), label="x")
+    out = getattr(Tensor(x), name)(k)
+    np.testing.assert_array_equal(out.data, getattr(np, name)(x, k))
+    assert ag.gradcheck(lambda t: getattr(t, name)(k=k), [x])
+
+
+def test_tril_triu_gradient_and_dtypes():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    x.tril().sum().backward()
+    assert x.grad.data.tolist() == [[1, 0, 0], [1, 1, 0]]
+    ints = Tensor(np.arange(4).reshape(2, 2))
+    assert ints.triu().dtype == np.int64 and ints.triu().data.tolist() == [[0, 1], [0, 3]]
+    with pytest.raises(ValueError, match=r"tril: needs a matrix .* got shape \(3,\)"):
+        Tensor(np.ones(3)).tril()
+
+
+@given(shape=shapes(max_dims=3, max_side=3), data=st.data())
+def test_tile_and_repeat(shape, data):
+    x = data.draw(arrays(shape), label="x")
+    reps = tuple(data.draw(st.lists(st.integers(0, 3), max_size=4), label="reps"))
+    np.testing.assert_array_equal(Tensor(x).tile(reps).data, np.tile(x, reps))
+    assert ag.gradcheck(lambda t: t.tile(*reps), [x])
+    sizes = tuple(data.draw(st.lists(st.integers(1, 3), min_size=len(shape), max_size=4), label="sizes"))
+    np.testing.assert_array_equal(Tensor(x).repeat(*sizes).data, np.tile(x, sizes))  # torch's repeat is tile
+
+
+def test_repeat_is_torchs_not_numpys():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    assert x.repeat(2).data.tolist() == [1.0, 2.0, 1.0, 2.0]  # np.repeat would give [1, 1, 2, 2]
+    assert x.repeat(2, 1).shape == (2, 2) and x.tile(2, 1).shape == (2, 2)
+    x.repeat(3).sum().backward()
+    assert x.grad.data.tolist() == [3.0, 3.0]
+    with pytest.raises(ValueError, match=r"repeat: 1 sizes \(2,\) for a tensor of 2 dims"):
+        Tensor(np.ones((2, 2))).repeat(2)
+    with pytest.raises(ValueError, match="tile: a repetition must be at least 0"):
+        x.tile(-1)
+
+
+def _numpy_pieces(x, sizes, axis):
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+@given(shape_axis=shape_and_single_axis(max_side=5), data=st.data())
+def test_split_and_chunk(shape_axis, data):
+    shape, axis = shape_axis
+    x = data.draw(arrays(shape), label="x")
+    n = shape[axis]
+    size = data.draw(st.integers(1, 6), label="size")
+    sections = data.draw(st.lists(st.integers(0, 2), max_size=4).filter(lambda s: sum(s) <= n), label="sections")
+    sections = [*sections, n - sum(sections)]
+    chunks = data.draw(st.integers(1, 6), label="chunks")
+    per_chunk = -(-n // chunks)
+    for pieces, sizes in [
+        (Tensor(x).split(size, axis), [min(size, n - s) for s in range(0, n, size)]),
+        (Tensor(x).split(sections, axis), sections),
+        (Tensor(x).chunk(chunks, axis), [min(per_chunk, n - s) for s in range(0, n, per_chunk)]),
+    ]:
+        expected = _numpy_pieces(x, sizes, axis)
+        assert len(pieces) == len(expected)
+        for piece, want in zip(pieces, expected):
+            np.testing.assert_array_equal(piece.data, want)
+    weights = [Tensor(np.full(p.shape, i + 1.0)) for i, p in enumerate(Tensor(x).split(sections, axis))]
+    assert ag.gradcheck(lambda t: ag.concatenate([p * w for p, w in zip(t.split(sections, axis), weights)], axis), [x])
+
+
+def test_split_and_chunk_edges_follow_torch():
+    x = Tensor(np.arange(6.0))
+    assert [p.shape for p in x.chunk(4)] == [(2,), (2,), (2,)]  # ceil(6 / 4) = 2 each: three pieces
+    assert [p.shape for p in x.split(4)] == [(4,), (2,)]
+    assert [p.shape for p in x.split([0, 6, 0])] == [(0,), (6,), (0,)]
+    empty = Tensor(np.zeros((0, 2)))
+    assert [p.shape for p in empty.split(3)] == [(0, 2)] and [p.shape for p in empty.chunk(3)] == [(0, 2)] * 3
+    with pytest.raises(ValueError, match=r"split: sections \[2, 2\] add up to 4, but axis 0 of shape \(6,\)"):
+        x.split([2, 2])
+    with pytest.raises(ValueError, match="split: split_size must be at least 1, got 0"):
+        x.split(0)
+    with pytest.raises(ValueError, match="chunk: chunks must be at least 1"):
+        x.chunk(0)
+    with pytest.raises(TypeError, match="split: split_size must be an int"):
+        x.split(2.0)
+
+
+# ---------------------------------------------------------------------------------------------------
 # An axis out of range is numpy's AxisError, a ValueError and an IndexError
 # ---------------------------------------------------------------------------------------------------
 
@@ -272,6 +424,10 @@ AXIS_CALLS = {
     "var": lambda x: x.var(axis=-3),
     "softmax": lambda x: x.softmax(axis=2),
     "log_softmax": lambda x: x.log_softmax(axis=-3),
+    "flip": lambda x: x.flip(2),
+    "flatten": lambda x: x.flatten(0, 2),
+    "split": lambda x: x.split(1, axis=2),
+    "chunk": lambda x: x.chunk(2, axis=-3),
     "squeeze": lambda x: x.squeeze(2),
     "unsqueeze": lambda x: x.unsqueeze(4),
     "transpose": lambda x: x.transpose(0, 2),
