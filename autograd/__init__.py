@@ -15,7 +15,7 @@ graph). `Primitive` lets you add your own.
 from autograd import functional, graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
-from autograd.functions import clip, concatenate, maximum, minimum, pad, stack, where
+from autograd.functions import clip, concatenate, logsumexp, maximum, minimum, pad, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autograd.primitive import (
     AnomalyError,
@@ -53,6 +53,7 @@ __all__ = [
     "graph",
     "kernels",
     "is_grad_enabled",
+    "logsumexp",
     "maximum",
     "memory",
     "minimum",

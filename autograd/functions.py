@@ -1,4 +1,4 @@
-"""Functions on several tensors: joining, selecting, elementwise maximum."""
+"""Functions of tensors: joining, selecting, elementwise maximum, clipping, padding, logsumexp."""
 
 from __future__ import annotations
 
@@ -63,6 +63,11 @@ def minimum(x: Any, y: Any) -> Tensor:
 def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
     """``min(max(x, min), max)``, as numpy's ``clip`` (see `Tensor.clip` for bounds and gradients)."""
     return as_tensor(x, "clip: x").clip(min, max)
+
+
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` over ``axis``, without overflow (see `Tensor.logsumexp`)."""
+    return as_tensor(x, "logsumexp: x").logsumexp(axis=axis, keepdims=keepdims)
 
 
 def pad(x: Any, pad_width: Any, value: Any = 0.0) -> Tensor:

@@ -14,9 +14,10 @@ Each vjp is written once, with operators and the primitives of this file, and ru
 - with ``create_graph=True`` they are Tensors, so the same lines record the gradient's own graph,
   which can be differentiated again (higher-order derivatives) and drawn.
 
-Everything else (var, stack, division by a number, GELU, LayerNorm...) is composed from these in
-`autograd.tensor`, `autograd.functions` and `tinygrad_lm.functional`. The numpy algorithms some
-forwards call (a BLAS-backed sum, a sorted segment sum) are in `autograd.kernels`.
+Everything else (var, std, stack, division by a number, tril, split, GELU, LayerNorm...) is composed
+from these in `autograd.tensor`, `autograd.functions`, `autograd.functional` and
+`tinygrad_lm.functional`. The numpy algorithms some forwards call (a BLAS-backed sum, a sorted
+segment sum, erf) are in `autograd.kernels`.
 """
 
 from __future__ import annotations
@@ -369,6 +370,64 @@ reduce_min = Primitive(  # the same vjp: the winners are the entries equal to th
 )  # fmt: skip
 
 
+def _with_kept_axes(t: Any, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> Any:
+    """A reduction's result with its reduced axes back as size 1, so it broadcasts against its input."""
+    return t if keepdims else t.reshape(kept_shape(shape, axis))
+
+
+def _prod_vjp(g: Any, out: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
+    """d(prod x)/dx_i is the product of the other entries of x_i's slice. With no 0 in x that is
+    out / x_i; with zeros, out / x_i would be 0/0, so it is computed as the product it is."""
+    if (value_of(x) == 0).any():
+        others = _product_of_others(x, axis)
+    else:
+        others = _with_kept_axes(out, x.shape, axis, keepdims) / x
+    return _expand_reduced(g, x.shape, axis, keepdims) * others
+
+
+def _product_of_others(x: Any, axis: tuple[int, ...]) -> Any:
+    """For each entry, the product of the other entries of its slice along ``axis``: the product of the
+    slice with that entry replaced by 1. The reduced axes are moved last and merged into one of length
+    n; each slice is repeated n times with entry i set to 1 in repeat i, (..., n, n), and multiplied out
+    over its last axis. A product again, so its own vjp is right at zeros too (higher derivatives)."""
+    order = tuple(a for a in range(x.ndim) if a not in axis) + tuple(axis)
+    moved = permute(x, axes=order)
+    lead, n = moved.shape[: x.ndim - len(axis)], reduced_count(x.shape, axis)
+    rows = moved.reshape((*lead, 1, n))
+    replaced = where(np.eye(n, dtype=bool), np.ones((), x.dtype), rows)  # (..., n, n)
+    others = reduce_prod(replaced, axis=(len(lead) + 1,), keepdims=False)  # (..., n)
+    return permute(others.reshape(moved.shape), axes=inverse_permutation(order))
+
+
+reduce_prod = Primitive(
+    "prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims), vjps=(_prod_vjp,), save=("out", 0)
+)  # fmt: skip
+
+
+def _logsumexp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """log sum e^x = m + log sum e^(x - m) for m the max (0 where it is not finite, as for an empty
+    axis or one of -inf only): no e^x overflows. Integers and bools give float64, as np.exp."""
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    with np.errstate(divide="ignore"):  # log 0 = -inf: the sum of nothing, or of e^-inf only
+        out = np.log(kernels.sum_array(np.exp(x - shift), axis, keepdims=True)) + shift
+    return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axis])
+
+
+logsumexp = Primitive(  # y = log sum e^x:  dx = g e^x / sum e^x = g e^(x - y), the softmax of x
+    "logsumexp", _logsumexp,
+    vjps=(lambda g, out, x, axis, keepdims: (
+        _expand_reduced(g, x.shape, axis, keepdims) * exp(x - _with_kept_axes(out, x.shape, axis, keepdims))
+    ),),
+    save=("out", 0),
+)  # fmt: skip
+
+# Positions, not values: no gradient.
+argmax = Primitive("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
+argmin = Primitive("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     """e^(x - max) / sum e^(x - max), in place on one temporary (the shift keeps exp from overflowing).
 
@@ -395,6 +454,16 @@ softmax = Primitive(  # y = softmax(x):  dx = y (g - sum(g y))
 log_softmax = Primitive(  # y = log_softmax(x):  dx = g - e^y sum(g)
     "log_softmax", _log_softmax,
     vjps=(lambda g, out, x, axis: g - exp(out) * reduce_sum(g, axis=(axis,), keepdims=True),), save=("out",),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scans (axis: one non-negative int)
+# ---------------------------------------------------------------------------------------------------
+
+cumsum = Primitive(  # y_j = x_0 + ... + x_j: x_i is in every y_j with j >= i, so dx_i = g_i + ... + g_last
+    "cumsum", lambda x, axis: np.cumsum(x, axis=axis),
+    vjps=(lambda g, out, x, axis: flip(cumsum(flip(g, axis=(axis,)), axis=axis), axis=(axis,)),), save=(),
 )  # fmt: skip
 
 

@@ -371,15 +371,56 @@ class Tensor:
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
-        axes = arguments.normalize_axes("var", axis, self.shape)
+        return self._variance("var", axis, keepdims, ddof)
+
+    def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+        """Standard deviation ``sqrt(var(x, ddof))``, with numpy's default ``ddof=0`` as `var`. torch's
+        ``std`` divides by ``N - 1`` by default (``correction=1``): pass ``ddof=1`` for that. Where every
+        value is equal the gradient is NaN (0/0), as torch's."""
+        return self._variance("std", axis, keepdims, ddof).sqrt()
+
+    def _variance(self, op: str, axis: Axis, keepdims: bool, ddof: int) -> Tensor:
+        axes = arguments.normalize_axes(op, axis, self.shape)
         if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
-            raise TypeError(f"var: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
+            raise TypeError(f"{op}: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
         count = _ops.reduced_count(self.shape, axes)
         if count == 0 or count - ddof <= 0:
-            raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
+            raise ValueError(f"{op}: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
         x = self if self.dtype.kind == "f" else self.astype(np.float64)
         centered = x - x.mean(axis=axes, keepdims=True)
         return (centered * centered).sum(axis=axes, keepdims=keepdims) * (1.0 / (count - ddof))
+
+    def prod(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Product; its gradient is the product of the other entries, also where some are 0."""
+        return _ops.reduce_prod(self, axis=arguments.normalize_axes("prod", axis, self.shape), keepdims=keepdims)
+
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """``log(sum(exp(x)))``, computed without overflow (shifted by the max); its gradient is the
+        softmax of ``x``. Of nothing (an empty axis) it is ``-inf``, as torch's."""
+        axes = arguments.normalize_axes("logsumexp", axis, self.shape)
+        return _ops.logsumexp(self, axis=axes, keepdims=keepdims)
+
+    def cumsum(self, axis: int | None = None) -> Tensor:
+        """Running sums along ``axis`` (numpy's ``cumsum``; ``None`` runs over the flattened tensor).
+        Small integers and bools are summed in int64, as numpy does."""
+        if axis is None:
+            return _ops.cumsum(self.reshape(-1), axis=0)
+        return _ops.cumsum(self, axis=arguments.normalize_axis("cumsum", axis, self.ndim, self.shape))
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """The index of the largest entry along ``axis`` (of the flattened tensor for ``None``), the first
+        one at ties, as numpy. An integer tensor: no gradient."""
+        return self._arg("argmax", _ops.argmax, axis, keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """The index of the smallest entry, the first at ties (see `argmax`)."""
+        return self._arg("argmin", _ops.argmin, axis, keepdims)
+
+    def _arg(self, op: str, primitive: Any, axis: int | None, keepdims: bool) -> Tensor:
+        a = None if axis is None else arguments.normalize_axis(op, axis, self.ndim, self.shape)
+        if (self.size if a is None else self.shape[a]) == 0:
+            raise ValueError(f"{op}: no entries to choose from (shape {self.shape}, axis {axis})")
+        return primitive(self, axis=a, keepdims=keepdims)
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Maximum; its gradient is shared equally among tied maxima."""
@@ -390,9 +431,16 @@ class Tensor:
         return _ops.reduce_min(self, axis=arguments.normalize_axes("min", axis, self.shape), keepdims=keepdims)
 
     def softmax(self, axis: int = -1) -> Tensor:
+        """``e^x / sum(e^x)`` along ``axis``. A 0-d tensor is a vector of one number, as in torch: 1, with
+        gradient 0."""
+        if self.ndim == 0:
+            return _ops.softmax(self.reshape(1), axis=arguments.scalar_axis("softmax", axis)).reshape(())
         return _ops.softmax(self, axis=arguments.normalize_axis("softmax", axis, self.ndim, self.shape))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
+        """``x - logsumexp(x)`` along ``axis``; of a 0-d tensor 0, with gradient 0 (as torch)."""
+        if self.ndim == 0:
+            return _ops.log_softmax(self.reshape(1), axis=arguments.scalar_axis("log_softmax", axis)).reshape(())
         return _ops.log_softmax(self, axis=arguments.normalize_axis("log_softmax", axis, self.ndim, self.shape))
 
     # -- shapes ----------------------------------------------------------------------------------

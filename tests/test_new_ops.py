@@ -262,6 +262,156 @@ def test_clip_one_sided_integer_and_errors():
 
 
 # ---------------------------------------------------------------------------------------------------
+# Reductions and scans
+# ---------------------------------------------------------------------------------------------------
+
+
+@given(shape_axis=shape_and_axis(max_side=3), keepdims=st.booleans(), data=st.data())
+def test_prod(shape_axis, keepdims, data):
+    shape, axis = shape_axis
+    x = data.draw(arrays(shape, low=-2, high=2, away_from_zero=0.2), label="x")
+    out = Tensor(x).prod(axis=axis, keepdims=keepdims)
+    expected = np.prod(x, axis=axis, keepdims=keepdims)
+    assert out.shape == np.shape(expected)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    assert ag.gradgradcheck(lambda t: t.prod(axis=axis, keepdims=keepdims), [x])
+
+
+def test_prod_gradient_with_zeros_is_the_product_of_the_others():
+    x = Tensor(np.array([[2.0, 0.0, 3.0, 5.0], [2.0, 0.0, 0.0, 5.0], [1.0, 2.0, 3.0, 4.0]]), requires_grad=True)
+    x.prod(axis=1).sum().backward()
+    # one zero: it gets the product of the rest, the others 0; two zeros: all 0; none: out / x
+    assert x.grad.data.tolist() == [[0.0, 30.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [24.0, 12.0, 8.0, 6.0]]
+    whole = Tensor(np.array([[3.0, 0.0], [2.0, 5.0]]), requires_grad=True)
+    whole.prod().backward()
+    assert whole.grad.data.tolist() == [[0.0, 30.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1), -1])
+@pytest.mark.parametrize("zeros", [[(0, 1)], [(0, 1), (0, 2)], [(0, 1), (1, 1)], [(0, 0), (0, 1), (0, 2)]])
+def test_prod_second_derivative_with_zeros(axis, zeros):
+    x = np.random.default_rng(0).uniform(0.5, 2.0, (2, 3))
+    for position in zeros:
+        x[position] = 0.0
+    assert ag.gradgradcheck(lambda t: t.prod(axis=axis), [x])
+
+
+def test_prod_of_nothing_and_of_integers():
+    assert Tensor(np.zeros((2, 0))).prod(axis=1).data.tolist() == [1.0, 1.0]
+    ints = Tensor(np.array([2, 3], dtype=np.int8)).prod()
+    assert ints.item() == 6 and ints.dtype == np.prod(np.array([2, 3], dtype=np.int8)).dtype
+
+
+def _logsumexp_reference(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.log(np.sum(np.exp(x - m), axis=axis, keepdims=keepdims)) + (m if keepdims else np.squeeze(m, axis))
+
+
+@given(shape_axis=shape_and_axis(max_side=3), keepdims=st.booleans(), data=st.data())
+def test_logsumexp(shape_axis, keepdims, data):
+    shape, axis = shape_axis
+    x = data.draw(arrays(shape, low=-10, high=10), label="x")
+    out = ag.logsumexp(Tensor(x), axis=axis, keepdims=keepdims)
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    expected = _logsumexp_reference(x, axes, keepdims)
+    assert out.shape == np.shape(expected)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-12)
+    assert ag.gradgradcheck(lambda t: t.logsumexp(axis=axis, keepdims=keepdims), [x])
+
+
+def test_logsumexp_is_stable_and_its_gradient_is_the_softmax():
+    x = Tensor(np.array([[1000.0, 1000.0], [-1000.0, -1001.0]]), requires_grad=True)
+    out = x.logsumexp(axis=1)
+    np.testing.assert_allclose(out.data, [1000.0 + math.log(2.0), -1000.0 + math.log1p(math.exp(-1.0))])
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.data, x.softmax(axis=1).data, rtol=1e-12)  # e^(x - out): out's rounding
+    special = Tensor(np.array([[-np.inf, -np.inf], [np.inf, 0.0], [np.nan, 0.0]])).logsumexp(axis=1)
+    assert special.data[0] == -np.inf and special.data[1] == np.inf and np.isnan(special.data[2])
+    assert Tensor(np.zeros((3, 0))).logsumexp(axis=1).data.tolist() == [-np.inf] * 3  # of nothing, as torch
+    assert Tensor(np.array([1, 2])).logsumexp().dtype == np.float64
+    f32 = Tensor(np.array([100.0, 100.0], dtype=np.float32)).logsumexp()
+    assert f32.dtype == np.float32 and np.isfinite(f32.item())
+
+
+@given(shape_axis=shape_and_single_axis(max_side=3), data=st.data())
+def test_cumsum(shape_axis, data):
+    shape, axis = shape_axis
+    x = data.draw(arrays(shape), label="x")
+    np.testing.assert_allclose(Tensor(x).cumsum(axis).data, np.cumsum(x, axis=axis), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Tensor(x).cumsum().data, np.cumsum(x), rtol=1e-12, atol=1e-12)
+    assert ag.gradgradcheck(lambda t: t.cumsum(axis).square(), [x])
+    assert ag.gradcheck(lambda t: t.cumsum(), [x])
+
+
+def test_cumsum_gradient_is_the_reversed_cumsum_and_dtypes_are_numpys():
+    x = Tensor(np.ones(4), requires_grad=True)
+    x.cumsum(0).backward(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert x.grad.data.tolist() == [10.0, 9.0, 7.0, 4.0]
+    for dtype in (np.int8, np.bool_, np.float32):
+        a = np.ones(3, dtype)
+        assert Tensor(a).cumsum().dtype == np.cumsum(a).dtype
+    assert Tensor(np.array(2.0)).cumsum().shape == (1,)
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+@given(shape_axis=shape_and_axis(max_side=3), keepdims=st.booleans(), data=st.data())
+def test_std(ddof, shape_axis, keepdims, data):
+    shape, axis = shape_axis
+    count = math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis or range(len(shape))))
+    assume(count > ddof + 1)  # at least two values: a spread, so sqrt is differentiable
+    x = data.draw(arrays(shape, distinct=True), label="x")
+    out = Tensor(x).std(axis=axis, keepdims=keepdims, ddof=ddof)
+    np.testing.assert_allclose(out.data, np.std(x, axis=axis, keepdims=keepdims, ddof=ddof), rtol=1e-12)
+    assert ag.gradgradcheck(lambda t: t.std(axis=axis, keepdims=keepdims, ddof=ddof), [x])
+
+
+def test_std_defaults_to_numpys_ddof_and_names_itself():
+    x = Tensor(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert x.std().item() == np.std(x.data) and x.std(ddof=1).item() == np.std(x.data, ddof=1)
+    with pytest.raises(ValueError, match=r"std: 1 values over axis 0 of shape \(1, 2\) with ddof=1"):
+        Tensor(np.ones((1, 2))).std(axis=0, ddof=1)
+    with pytest.raises(AxisError, match="std: axis 2 is out of range"):
+        x.std(axis=2)
+
+
+@pytest.mark.parametrize("method", ["argmax", "argmin"])
+@given(shape=shapes(min_dims=0), keepdims=st.booleans(), data=st.data())
+def test_argmax_argmin_match_numpy(method, shape, keepdims, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis") if shape else None
+    x = np.round(data.draw(arrays(shape, low=-2, high=2), label="x"))  # few values: many ties
+    x_t = Tensor(x, requires_grad=True)
+    for a in (None, axis):
+        out = getattr(x_t, method)(axis=a, keepdims=keepdims)
+        expected = getattr(np, method)(x, axis=a, keepdims=keepdims)
+        assert out.shape == np.shape(expected) and out.dtype == np.intp and not out.requires_grad
+        np.testing.assert_array_equal(out.data, expected)
+
+
+def test_argmax_ties_and_empty():
+    x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]))
+    assert x.argmax(axis=1).data.tolist() == [1, 0] and x.argmin().item() == 5  # the first, as numpy
+    assert Tensor(np.zeros((0, 3))).argmax(axis=1).shape == (0,)
+    with pytest.raises(ValueError, match=r"argmax: no entries to choose from \(shape \(0, 3\), axis 0\)"):
+        Tensor(np.zeros((0, 3))).argmax(axis=0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_of_a_0d_tensor_is_torchs(name, axis):
+    x = Tensor(np.array(3.7), requires_grad=True)
+    out = getattr(x, name)(axis=axis)
+    assert out.shape == () and out.item() == (1.0 if name == "softmax" else 0.0)
+    out.backward()
+    assert x.grad.shape == () and x.grad.item() == 0.0
+    (g,) = ag.grad(getattr(x, name)(axis=axis), [x], create_graph=True)
+    assert g.item() == 0.0
+    assert getattr(Tensor(np.array(2)), name)().dtype == np.float64  # an integer: float64, as with more dims
+    assert getattr(Tensor(3.0), name)().dtype == np.float32
+    with pytest.raises(AxisError, match=rf"{name}: axis 1 is out of range for a 0-d tensor"):
+        getattr(x, name)(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Shapes
 # ---------------------------------------------------------------------------------------------------
 
@@ -422,6 +572,12 @@ AXIS_CALLS = {
     "mean": lambda x: x.mean(axis=(0, -3)),
     "max": lambda x: x.max(axis=5),
     "var": lambda x: x.var(axis=-3),
+    "std": lambda x: x.std(axis=2),
+    "prod": lambda x: x.prod(axis=2),
+    "logsumexp": lambda x: x.logsumexp(axis=-3),
+    "cumsum": lambda x: x.cumsum(2),
+    "argmax": lambda x: x.argmax(axis=2),
+    "argmin": lambda x: x.argmin(axis=-3),
     "softmax": lambda x: x.softmax(axis=2),
     "log_softmax": lambda x: x.log_softmax(axis=-3),
     "flip": lambda x: x.flip(2),
