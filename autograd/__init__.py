@@ -15,6 +15,18 @@ graph). `Primitive` lets you add your own.
 from autograd import functional, graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
+from autograd.creation import (
+    arange,
+    eye,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    randn,
+    randn_like,
+    zeros,
+    zeros_like,
+)
 from autograd.functions import clip, concatenate, logsumexp, maximum, minimum, pad, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autograd.primitive import (
@@ -40,12 +52,16 @@ __all__ = [
     "Node",
     "Primitive",
     "Tensor",
+    "arange",
     "capture",
     "clip",
     "concatenate",
     "current_scope",
     "detect_anomaly",
     "enable_grad",
+    "eye",
+    "full",
+    "full_like",
     "functional",
     "grad",
     "gradcheck",
@@ -58,12 +74,18 @@ __all__ = [
     "memory",
     "minimum",
     "no_grad",
+    "ones",
+    "ones_like",
     "ops",
     "pad",
+    "randn",
+    "randn_like",
     "scope",
     "stack",
     "testing",
     "where",
+    "zeros",
+    "zeros_like",
 ]
 
 

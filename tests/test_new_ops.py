@@ -564,6 +564,81 @@ def test_split_and_chunk_edges_follow_torch():
 
 
 # ---------------------------------------------------------------------------------------------------
+# Creation helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_zeros_ones_full_shapes_and_dtypes():
+    for make, value in [(ag.zeros, 0.0), (ag.ones, 1.0)]:
+        for args in [(2, 3), ((2, 3),), ([2, 3],)]:
+            t = make(*args)
+            assert t.shape == (2, 3) and t.dtype == np.float32 and not t.requires_grad and (t.data == value).all()
+        assert make().shape == () and make(0, 2).shape == (0, 2)
+        assert make(2, dtype=np.float64, requires_grad=True).requires_grad
+        assert make(2, dtype="int32").dtype == np.int32
+    assert ag.full((2, 2), 7).dtype == np.float32 and ag.full((2, 2), 7).data.tolist() == [[7.0, 7.0]] * 2
+    assert ag.full(3, np.int64(7)).dtype == np.int64  # a numpy scalar keeps its dtype, as in Tensor(...)
+    assert ag.full((2,), 1.5, dtype=np.float64, requires_grad=True).requires_grad
+
+
+def test_arange_and_eye():
+    r = ag.arange(5)
+    assert r.dtype == np.int64 and r.data.tolist() == [0, 1, 2, 3, 4]
+    assert ag.arange(2, 8, 3).data.tolist() == [2, 5]
+    f = ag.arange(0.0, 1.0, 0.25, requires_grad=True)
+    assert f.dtype == np.float32 and f.requires_grad and f.data.tolist() == [0.0, 0.25, 0.5, 0.75]
+    np.testing.assert_array_equal(ag.arange(0, 1, 0.1, dtype=np.float64).data, np.arange(0, 1, 0.1))
+    assert ag.arange(5, 0, -2).data.tolist() == [5, 3, 1] and ag.arange(0).shape == (0,)
+    with pytest.raises(TypeError, match="requires_grad=True needs a floating-point tensor, got dtype int64"):
+        ag.arange(5, requires_grad=True)
+    with pytest.raises(ValueError, match="arange: step must not be 0"):
+        ag.arange(0, 5, 0)
+    np.testing.assert_array_equal(ag.eye(3).data, np.eye(3))
+    assert ag.eye(2, 3, k=1).data.tolist() == np.eye(2, 3, 1).tolist() and ag.eye(2).dtype == np.float32
+
+
+def test_randn_is_reproducible():
+    a, b = ag.randn(3, 4, seed=0), ag.randn((3, 4), seed=0)
+    assert a.shape == (3, 4) and a.dtype == np.float32
+    np.testing.assert_array_equal(a.data, b.data)
+    assert not np.array_equal(a.data, ag.randn(3, 4, seed=1).data)
+    wide = ag.randn(3, 4, seed=0, dtype=np.float64, requires_grad=True)
+    assert wide.requires_grad and np.array_equal(wide.data.astype(np.float32), a.data)  # one stream, any dtype
+    rng = np.random.default_rng(5)
+    first, second = ag.randn(2, seed=rng), ag.randn(2, seed=rng)  # a Generator is drawn from, advancing it
+    assert not np.array_equal(first.data, second.data)
+    np.testing.assert_array_equal(first.data, np.random.default_rng(5).standard_normal(2).astype(np.float32))
+    with pytest.raises(TypeError, match="randn: normal samples need a float dtype"):
+        ag.randn(2, dtype=np.int64)
+
+
+def test_like_helpers():
+    x = Tensor(np.ones((2, 3), dtype=np.float64), requires_grad=True)
+    for make in (ag.zeros_like, ag.ones_like, lambda t, **k: ag.full_like(t, 2.5, **k), ag.randn_like):
+        t = make(x)
+        assert t.shape == (2, 3) and t.dtype == np.float64 and not t.requires_grad
+        assert make(x, dtype=np.float32, requires_grad=True).requires_grad
+    assert ag.zeros_like(np.zeros(2, dtype=np.int8)).dtype == np.int8
+    assert ag.full_like(Tensor(np.zeros(2, dtype=np.int64)), 2.5).data.tolist() == [2, 2]
+    np.testing.assert_array_equal(ag.randn_like(x, seed=3).data, ag.randn(2, 3, seed=3, dtype=np.float64).data)
+    with pytest.raises(TypeError, match="randn_like: normal samples need a float dtype"):
+        ag.randn_like(Tensor(np.zeros(2, dtype=np.int64)))
+
+
+def test_creation_errors_name_the_function():
+    with pytest.raises(ValueError, match="zeros: a size must be at least 0, got -1"):
+        ag.zeros(2, -1)
+    with pytest.raises(TypeError, match="ones: sizes must be ints"):
+        ag.ones(2.0)
+    with pytest.raises(ValueError, match="full: fill_value must be a single number"):
+        ag.full(2, [1.0, 2.0])
+    with pytest.raises(TypeError, match="arange: stop must be a number"):
+        ag.arange(0, "5")
+    with pytest.raises(TypeError, match="eye: n must be an int"):
+        ag.eye(2.5)
+
+
+# ---------------------------------------------------------------------------------------------------
 # An axis out of range is numpy's AxisError, a ValueError and an IndexError
 # ---------------------------------------------------------------------------------------------------
 
@@ -602,3 +677,25 @@ def test_axis_out_of_range_is_numpys_axis_error(name):
         AXIS_CALLS[name](x)
     with pytest.raises(IndexError):
         AXIS_CALLS[name](x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Together: none of them reads a value in Python, so a captured function replays them exactly
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_the_new_ops_replay_under_capture():
+    w = ag.randn(4, 4, seed=0, dtype=np.float64, requires_grad=True)
+
+    def f(x):
+        h = F.gelu(x @ w).clip(-1.0, 1.0).tril() + F.elu(x).flip(0).cumsum(1) + x.sign() + x.round()
+        first, rest = h.split([1, 3], axis=1)
+        return first.logsumexp(axis=0).sum() + ag.pad(rest, 1, value=0.5).prod(axis=1).sum() + rest.std()
+
+    replayed = ag.capture(f)
+    for seed in range(3):
+        x = Tensor(np.random.default_rng(seed).standard_normal((4, 4)))
+        (g_replayed,) = ag.grad(replayed(x), [w])
+        (g_called,) = ag.grad(f(x), [w])
+        np.testing.assert_array_equal(g_replayed.data, g_called.data)
+    assert replayed.stats["replays"] == 2
