@@ -65,7 +65,7 @@ SMOOTH = {
 @given(data=st.data())
 def test_smooth_elementwise(name, data):
     fn, reference, options, second = SMOOTH[name]
-    x = data.draw(arrays(shapes(max_side=3), **options), label="x")
+    x = data.draw(arrays(shapes(max_dims=2, max_side=2), **options), label="x")  # elementwise: small shapes do
     out = fn(Tensor(x))
     assert out.shape == x.shape and out.dtype == np.float64
     np.testing.assert_allclose(out.data, reference(x), rtol=1e-12, atol=1e-14)
@@ -189,7 +189,7 @@ def test_zero_gradient_ops_give_exact_zeros(name, dtype):
 @given(data=st.data())
 def test_zero_gradient_ops_away_from_jumps(name, data):
     method, reference = STEPS[name]
-    x = data.draw(arrays(shapes(), low=-3, high=3), label="x")
+    x = data.draw(arrays(shapes(max_dims=2, max_side=3), low=-3, high=3), label="x")
     x = np.floor(x) + 0.3  # 0.3 from an integer and 0.2 from a half: no jump within the finite difference
     np.testing.assert_array_equal(method(Tensor(x)).data, reference(x))
     assert ag.gradcheck(lambda t: method(t) * t, [x])
@@ -216,12 +216,13 @@ def test_abs_second_derivative_still_exact():
 # ---------------------------------------------------------------------------------------------------
 
 
-@given(shapes_=broadcastable_shapes(3), data=st.data())
+@given(shapes_=broadcastable_shapes(3, max_side=3), data=st.data())
 def test_clip_with_broadcast_bounds(shapes_, data):
     x = data.draw(arrays(shapes_[0]), label="x")
     low = data.draw(arrays(shapes_[1], low=-2, high=0), label="low")
     high = data.draw(arrays(shapes_[2], low=0.5, high=2), label="high")
-    assume(np.all(np.abs(x - low) > 1e-3) and np.all(np.abs(x - high) > 1e-3))  # no kink within a step
+    for bound in (low, high, -0.5, 1.0):  # no kink within a finite-difference step
+        assume(np.all(np.abs(x - bound) > 1e-3))
     out = Tensor(x).clip(Tensor(low), Tensor(high))
     np.testing.assert_array_equal(out.data, np.clip(x, low, high))
     assert ag.gradcheck(lambda a, b, c: a.clip(b, c), [x, low, high])
@@ -353,9 +354,8 @@ def test_cumsum_gradient_is_the_reversed_cumsum_and_dtypes_are_numpys():
     assert Tensor(np.array(2.0)).cumsum().shape == (1,)
 
 
-@pytest.mark.parametrize("ddof", [0, 1])
-@given(shape_axis=shape_and_axis(max_side=3), keepdims=st.booleans(), data=st.data())
-def test_std(ddof, shape_axis, keepdims, data):
+@given(shape_axis=shape_and_axis(max_side=3), keepdims=st.booleans(), ddof=st.sampled_from([0, 1]), data=st.data())
+def test_std(shape_axis, keepdims, ddof, data):
     shape, axis = shape_axis
     count = math.prod(shape[a] for a in ((axis,) if isinstance(axis, int) else axis or range(len(shape))))
     assume(count > ddof + 1)  # at least two values: a spread, so sqrt is differentiable
@@ -416,7 +416,7 @@ def test_softmax_of_a_0d_tensor_is_torchs(name, axis):
 # ---------------------------------------------------------------------------------------------------
 
 
-@given(shape=shapes(min_dims=1, max_dims=4), data=st.data())
+@given(shape=shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
 def test_flatten_range_of_axes(shape, data):
     x = data.draw(arrays(shape), label="x")
     ndim = len(shape)
@@ -479,7 +479,7 @@ def test_pad_widths_as_numpy_takes_them():
 
 
 @pytest.mark.parametrize("name", ["tril", "triu"])
-@given(shape=shapes(min_dims=2, max_dims=4), k=st.integers(-3, 3), data=st.data())
+@given(shape=shapes(min_dims=2, max_dims=3, max_side=4), k=st.integers(-3, 3), data=st.data())
 def test_tril_triu(name, shape, k, data):
     x = data.draw(arrays(shape), label="x")
     out = getattr(Tensor(x), name)(k)
