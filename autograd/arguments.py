@@ -60,11 +60,12 @@ def shape_argument(op: str, args: tuple) -> tuple[int, ...]:
     return tuple(int(a) for a in args)
 
 
-def count_argument(op: str, name: str, value: Any, minimum: int = 0) -> int:
-    """A count (a size, a number of pieces, a repetition) as an int of at least ``minimum``."""
+def count_argument(op: str, name: str, value: Any, minimum: int | None = 0) -> int:
+    """A count (a size, a number of pieces, a repetition) as an int of at least ``minimum``; with
+    ``minimum=None`` any int (a diagonal's offset, a number of decimals)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{op}: {name} must be at least {minimum}, got {value}")
     return int(value)
 

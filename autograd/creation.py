@@ -82,7 +82,7 @@ def eye(n: int, m: int | None = None, k: int = 0, dtype: Any = None, requires_gr
     ``k > 0`` above it), zeros elsewhere."""
     n = arguments.count_argument("eye", "n", n)
     m = n if m is None else arguments.count_argument("eye", "m", m)
-    k = arguments.count_argument("eye", "k", k, minimum=-(2**62))
+    k = arguments.count_argument("eye", "k", k, minimum=None)
     return Tensor(np.eye(n, m, k, dtype=_dtype("eye", dtype)), requires_grad=requires_grad)
 
 

@@ -1,8 +1,9 @@
 """Activation functions, as torch's ``torch.nn.functional`` has them (``import autograd.functional as F``).
 
-Each is a composition of the engine's ops, so its gradient (and second derivative) is derived, except
-softplus, which is a primitive with its own vjp: the stable formula ``max(x, 0) + log(1 + e^-|x|)``
-built from ops would have a kink at 0 (relu and abs), where softplus has none.
+gelu, silu, leaky_relu and elu are compositions of the engine's ops, so their gradients (and second
+derivatives) are derived. softplus is a primitive with its own vjp: the stable formula
+``max(x, 0) + log(1 + e^-|x|)`` built from ops would have a kink at 0 (relu and abs), where softplus
+has none. relu, sigmoid, tanh, softmax and log_softmax are the tensor's methods, as functions.
 
     F.gelu(x)                       # exact: x * Phi(x), Phi the standard normal CDF (torch's default)
     F.gelu(x, approximate="tanh")   # GPT-2's tanh approximation (the GPT of `tinygrad_lm` uses it)

@@ -319,7 +319,7 @@ class Tensor:
 
     def round(self, decimals: int = 0) -> Tensor:
         """Round to ``decimals`` places, halves to even (``round(2.5) == 2``), as numpy and torch. Gradient 0."""
-        decimals = arguments.count_argument("round", "decimals", decimals, minimum=-(2**31))
+        decimals = arguments.count_argument("round", "decimals", decimals, minimum=None)
         return _ops.round_(self, decimals=decimals)
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
@@ -489,7 +489,8 @@ class Tensor:
         """Merge the axes ``start_dim`` to ``end_dim`` (both included) into one, as torch's ``flatten``;
         by default all of them (a 0-d tensor becomes shape ``(1,)``)."""
         if self.ndim == 0:
-            arguments.scalar_axis("flatten", start_dim), arguments.scalar_axis("flatten", end_dim)
+            for dim in (start_dim, end_dim):
+                arguments.scalar_axis("flatten", dim)
             return self.reshape(1)
         start = arguments.normalize_axis("flatten", start_dim, self.ndim, self.shape)
         end = arguments.normalize_axis("flatten", end_dim, self.ndim, self.shape)
@@ -527,7 +528,7 @@ class Tensor:
         """``where(mask, x, 0)`` with a constant mask: the kept entries get their gradient, the others 0."""
         if self.ndim < 2:
             raise ValueError(f"{op}: needs a matrix or a batch of them (at least 2 dims), got shape {self.shape}")
-        k = arguments.count_argument(op, "k", k, minimum=-(2**62))
+        k = arguments.count_argument(op, "k", k, minimum=None)
         rows, cols = self.shape[-2:]
         keep = np.tri(rows, cols, k, dtype=bool) if lower else ~np.tri(rows, cols, k - 1, dtype=bool)
         zero = Tensor._make(np.zeros((), self.dtype), None, False)
@@ -554,8 +555,8 @@ class Tensor:
         sizes_t = arguments.shape_argument("repeat", sizes)
         if len(sizes_t) < self.ndim:
             raise ValueError(
-                f"repeat: {len(sizes_t)} sizes {sizes_t} for a tensor of {self.ndim} dims (shape {self.shape}); "
-                "give one per axis (or use tile, which fills in 1s)"
+                f"repeat: sizes {sizes_t} name {len(sizes_t)} axes, but the tensor has {self.ndim} (shape "
+                f"{self.shape}); give one size per axis, or use tile, which fills in 1s"
             )
         for r in sizes_t:
             arguments.count_argument("repeat", "a repetition", r)
