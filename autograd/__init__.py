@@ -12,10 +12,22 @@ Read it in this order: `autograd.ops` (every primitive, its forward beside its v
 graph). `Primitive` lets you add your own.
 """
 
-from autograd import graph, kernels, memory, ops
+from autograd import functional, graph, kernels, memory, ops
 from autograd.backward import grad
 from autograd.capture import Captured, CaptureError, capture
-from autograd.functions import concatenate, maximum, minimum, stack, where
+from autograd.creation import (
+    arange,
+    eye,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    randn,
+    randn_like,
+    zeros,
+    zeros_like,
+)
+from autograd.functions import clip, concatenate, logsumexp, maximum, minimum, pad, stack, where
 from autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from autograd.primitive import (
     AnomalyError,
@@ -40,26 +52,40 @@ __all__ = [
     "Node",
     "Primitive",
     "Tensor",
+    "arange",
     "capture",
+    "clip",
     "concatenate",
     "current_scope",
     "detect_anomaly",
     "enable_grad",
+    "eye",
+    "full",
+    "full_like",
+    "functional",
     "grad",
     "gradcheck",
     "gradgradcheck",
     "graph",
     "kernels",
     "is_grad_enabled",
+    "logsumexp",
     "maximum",
     "memory",
     "minimum",
     "no_grad",
+    "ones",
+    "ones_like",
     "ops",
+    "pad",
+    "randn",
+    "randn_like",
     "scope",
     "stack",
     "testing",
     "where",
+    "zeros",
+    "zeros_like",
 ]
 
 

@@ -10,15 +10,30 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.exceptions import AxisError
 
 
 def normalize_axis(op: str, axis: Any, ndim: int, shape: tuple[int, ...] | None = None) -> int:
+    """``axis`` as a non-negative int below ``ndim`` (``-1`` is the last axis).
+
+    An axis out of range raises numpy's `AxisError`, as numpy does: a subclass of both ``ValueError``
+    and ``IndexError``, so either ``except`` catches it."""
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}")
     if not -ndim <= axis < ndim:
         of = f"shape {shape}" if shape is not None else "the tensor"
-        raise ValueError(f"{op}: axis {axis} is out of range for {of}, which has {ndim} dims")
+        raise AxisError(f"{op}: axis {axis} is out of range for {of}, which has {ndim} dims")
     return int(axis) % ndim
+
+
+def scalar_axis(op: str, axis: Any) -> int:
+    """The axis of a 0-d tensor for an op that takes it as a vector of one number (softmax, flatten):
+    0 or -1, as torch allows."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}")
+    if axis not in (0, -1):
+        raise AxisError(f"{op}: axis {axis} is out of range for a 0-d tensor (which takes 0 or -1)")
+    return 0
 
 
 def normalize_axes(op: str, axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -43,6 +58,35 @@ def shape_argument(op: str, args: tuple) -> tuple[int, ...]:
         if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
             raise TypeError(f"{op}: sizes must be ints, got {type(a).__name__} {a!r} in {args}")
     return tuple(int(a) for a in args)
+
+
+def count_argument(op: str, name: str, value: Any, minimum: int | None = 0) -> int:
+    """A count (a size, a number of pieces, a repetition) as an int of at least ``minimum``; with
+    ``minimum=None`` any int (a diagonal's offset, a number of decimals)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{op}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def pad_widths(op: str, pad_width: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """numpy's ``pad_width``: ``n``, ``(before, after)`` or one such pair per axis -> a pair per axis."""
+    try:
+        widths = np.asarray(pad_width)
+    except (ValueError, TypeError):
+        widths = np.asarray(None)
+    if widths.dtype.kind not in "iu":
+        raise TypeError(f"{op}: pad_width must be ints: n, (before, after) or one pair per axis, got {pad_width!r}")
+    try:
+        pairs = np.broadcast_to(widths, (len(shape), 2))
+    except ValueError:
+        raise ValueError(
+            f"{op}: pad_width {pad_width!r} is not n, (before, after) or one pair per axis of shape {shape}"
+        ) from None
+    if (pairs < 0).any():
+        raise ValueError(f"{op}: pad_width {pad_width!r} is negative (to crop, index the tensor instead)")
+    return tuple((int(before), int(after)) for before, after in pairs)
 
 
 def permutation(op: str, axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:

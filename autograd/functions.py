@@ -1,9 +1,11 @@
-"""Functions on several tensors: joining, selecting, elementwise maximum."""
+"""Functions of tensors: joining, selecting, elementwise maximum, clipping, padding, logsumexp."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from autograd import arguments, ops
 from autograd.tensor import Tensor, as_tensor
@@ -56,6 +58,29 @@ def maximum(x: Any, y: Any) -> Tensor:
 def minimum(x: Any, y: Any) -> Tensor:
     """Elementwise minimum; at ties the gradient is split equally."""
     return ops.minimum(*_pair("minimum", x, y))
+
+
+def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
+    """``min(max(x, min), max)``, as numpy's ``clip`` (see `Tensor.clip` for bounds and gradients)."""
+    return as_tensor(x, "clip: x").clip(min, max)
+
+
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` over ``axis``, without overflow (see `Tensor.logsumexp`)."""
+    return as_tensor(x, "logsumexp: x").logsumexp(axis=axis, keepdims=keepdims)
+
+
+def pad(x: Any, pad_width: Any, value: Any = 0.0) -> Tensor:
+    """``x`` surrounded by ``value``, as numpy's ``pad(x, pad_width, mode="constant")``.
+
+    ``pad_width`` is numpy's: ``n`` (n before and after every axis), ``(before, after)`` (for every
+    axis) or one ``(before, after)`` pair per axis, first axis first. (torch's ``F.pad`` lists the last
+    axis first, in one flat tuple: ``F.pad(x, (1, 2))`` is ``pad(x, ((0, 0), ..., (1, 2)))`` here.)
+    The gradient of ``x`` is the window of the output's gradient it was copied to."""
+    t = as_tensor(x, "pad: x")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"pad: value must be a number, got {type(value).__name__} {value!r}")
+    return ops.pad(t, widths=arguments.pad_widths("pad", pad_width, t.shape), value=value)
 
 
 def _pair(op: str, x: Any, y: Any) -> tuple[Tensor, Tensor]:

@@ -119,6 +119,22 @@ def _blas_sum_plan(
 
 
 # ---------------------------------------------------------------------------------------------------
+# Special functions numpy lacks
+# ---------------------------------------------------------------------------------------------------
+
+_math_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, entry by entry, by Python's ``math.erf`` (accurate to about 1 ulp in float64):
+    numpy has no erf, and a loop at C speed over a Python function beats a hand-written approximation
+    for being right. Floats keep their dtype; integers and bools give float64, as numpy's ufuncs do.
+    About 0.25 us per entry (a million in a quarter of a second): slow beside a ufunc, fine for a test."""
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    return np.asarray(_math_erf(x), dtype=np.float64).astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Broadcasting without numpy's Python-level checks
 # ---------------------------------------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ Each vjp is written once, with operators and the primitives of this file, and ru
 - with ``create_graph=True`` they are Tensors, so the same lines record the gradient's own graph,
   which can be differentiated again (higher-order derivatives) and drawn.
 
-Everything else (var, stack, division by a number, GELU, LayerNorm...) is composed from these in
-`autograd.tensor`, `autograd.functions` and `tinygrad_lm.functional`. The numpy algorithms some
-forwards call (a BLAS-backed sum, a sorted segment sum) are in `autograd.kernels`.
+Everything else (var, std, stack, division by a number, tril, split, GELU, LayerNorm...) is composed
+from these in `autograd.tensor`, `autograd.functions`, `autograd.functional` and
+`tinygrad_lm.functional`. The numpy algorithms some forwards call (a BLAS-backed sum, a sorted
+segment sum, erf) are in `autograd.kernels`.
 """
 
 from __future__ import annotations
@@ -128,9 +129,39 @@ absolute = Primitive("abs", np.abs, vjps=(lambda g, out, x: g * sign(x),), save=
 cast = Primitive(
     "cast", lambda x, dtype: x.astype(dtype), vjps=(lambda g, out, x, dtype: cast(g, dtype=x.dtype),), save=()
 )  # fmt: skip
+sin = Primitive("sin", np.sin, vjps=(lambda g, out, x: g * cos(x),), save=(0,), reuses_g=True)  # sin' = cos
+cos = Primitive("cos", np.cos, vjps=(lambda g, out, x: -g * sin(x),), save=(0,), reuses_g=True)  # cos' = -sin
+log2 = Primitive(  # (log2 x)' = 1 / (x ln 2)
+    "log2", np.log2, vjps=(lambda g, out, x: g / (x * math.log(2.0)),), save=(0,), reuses_g=True
+)  # fmt: skip
+expm1 = Primitive(  # e^x - 1, exact for tiny x (where exp(x) - 1 cancels):  (e^x - 1)' = e^x = out + 1
+    "expm1", np.expm1, vjps=(lambda g, out, x: g * (out + 1.0),), save=("out",), reuses_g=True
+)  # fmt: skip
+erf = Primitive(  # erf x = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x:  erf' = 2/sqrt(pi) e^(-x^2)
+    "erf", kernels.erf, vjps=(lambda g, out, x: g * (exp(-square(x)) * (2.0 / math.sqrt(math.pi))),), save=(0,),
+    reuses_g=True,
+)  # fmt: skip
+softplus = Primitive(  # log(1 + e^x), computed as logaddexp(0, x), which never overflows:  softplus' = sigmoid
+    "softplus", lambda x: np.logaddexp(0.0, x), vjps=(lambda g, out, x: g * sigmoid(x),), save=(0,), reuses_g=True
+)  # fmt: skip
 
-# Piecewise-constant or boolean results: no gradient.
-sign = Primitive("sign", np.sign)
+# Piecewise constant: the derivative is 0 wherever it exists, and is taken to be 0 at the jumps too, as
+# torch does, so these results require grad (when their input does) and pass back exact zeros.
+zero_gradient = Primitive("zero_gradient", lambda g: np.zeros(g.shape, g.dtype))  # a constant: no vjp itself
+
+
+def _zero_vjp(g: Any, out: Any, x: Any, **attrs: Any) -> Any:
+    return zero_gradient(g)
+
+
+sign = Primitive("sign", np.sign, vjps=(_zero_vjp,), save=())
+floor = Primitive("floor", np.floor, vjps=(_zero_vjp,), save=())
+ceil = Primitive("ceil", np.ceil, vjps=(_zero_vjp,), save=())
+round_ = Primitive(  # halves to even, as numpy and torch
+    "round", lambda x, decimals: np.round(x, decimals), vjps=(_zero_vjp,), save=()
+)  # fmt: skip
+
+# Boolean results: no gradient.
 less = Primitive("less", np.less, explain=_explain_broadcast)
 less_equal = Primitive("less_equal", np.less_equal, explain=_explain_broadcast)
 greater = Primitive("greater", np.greater, explain=_explain_broadcast)
@@ -183,6 +214,30 @@ def _pow_vjp_y(g: Any, out: Any, x: Any, y: Any) -> Any:
 
 
 power = _binary("pow", np.power, _pow_vjp_x, _pow_vjp_y, save={0: (0, 1), 1: ("out", 0, 1)})  # out = x^y
+
+
+def _clip_vjp_x(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Inside [low, high], bounds included (as torch's clamp), out is x: x gets g; outside, 0."""
+    a = value_of(x)
+    return where((a >= value_of(low)) & (a <= value_of(high)), g, np.zeros((), g.dtype))
+
+
+def _clip_vjp_low(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Below the range out is low (unless low > high, when high wins everywhere)."""
+    a, lo = value_of(x), value_of(low)
+    return where((a < lo) & (lo < value_of(high)), g, np.zeros((), g.dtype))
+
+
+def _clip_vjp_high(g: Any, out: Any, x: Any, low: Any, high: Any) -> Any:
+    """Above the range out is high, and everywhere when high < low (numpy's and torch's clip give high)."""
+    a, hi = value_of(x), value_of(high)
+    return where((a > hi) | (hi < value_of(low)), g, np.zeros((), g.dtype))
+
+
+clip = Primitive(  # out = min(max(x, low), high): the gradient goes to whichever of the three out is
+    "clip", np.clip, vjps=(_clip_vjp_x, _clip_vjp_low, _clip_vjp_high), save=(0, 1, 2), broadcasts=True,
+    explain=_explain_broadcast,
+)  # fmt: skip
 
 
 def _tie_weight(x: Any, y: Any) -> np.ndarray:
@@ -319,6 +374,64 @@ reduce_min = Primitive(  # the same vjp: the winners are the entries equal to th
 )  # fmt: skip
 
 
+def _with_kept_axes(t: Any, shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> Any:
+    """A reduction's result with its reduced axes back as size 1, so it broadcasts against its input."""
+    return t if keepdims else t.reshape(kept_shape(shape, axis))
+
+
+def _prod_vjp(g: Any, out: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
+    """d(prod x)/dx_i is the product of the other entries of x_i's slice. With no 0 in x that is
+    out / x_i; with zeros, out / x_i would be 0/0, so it is computed as the product it is."""
+    if (value_of(x) == 0).any():
+        others = _product_of_others(x, axis)
+    else:
+        others = _with_kept_axes(out, x.shape, axis, keepdims) / x
+    return _expand_reduced(g, x.shape, axis, keepdims) * others
+
+
+def _product_of_others(x: Any, axis: tuple[int, ...]) -> Any:
+    """For each entry, the product of the other entries of its slice along ``axis``: the product of the
+    slice with that entry replaced by 1. The reduced axes are moved last and merged into one of length
+    n; each slice is repeated n times with entry i set to 1 in repeat i, (..., n, n), and multiplied out
+    over its last axis. A product again, so its own vjp is right at zeros too (higher derivatives)."""
+    order = tuple(a for a in range(x.ndim) if a not in axis) + tuple(axis)
+    moved = permute(x, axes=order)
+    lead, n = moved.shape[: x.ndim - len(axis)], reduced_count(x.shape, axis)
+    rows = moved.reshape((*lead, 1, n))
+    replaced = where(np.eye(n, dtype=bool), np.ones((), x.dtype), rows)  # (..., n, n)
+    others = reduce_prod(replaced, axis=(len(lead) + 1,), keepdims=False)  # (..., n)
+    return permute(others.reshape(moved.shape), axes=inverse_permutation(order))
+
+
+reduce_prod = Primitive(
+    "prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims), vjps=(_prod_vjp,), save=("out", 0)
+)  # fmt: skip
+
+
+def _logsumexp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """log sum e^x = m + log sum e^(x - m) for m the max (0 where it is not finite, as for an empty
+    axis or one of -inf only): no e^x overflows. Integers and bools give float64, as np.exp."""
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    with np.errstate(divide="ignore"):  # log 0 = -inf: the sum of nothing, or of e^-inf only
+        out = np.log(kernels.sum_array(np.exp(x - shift), axis, keepdims=True)) + shift
+    return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axis])
+
+
+logsumexp = Primitive(  # y = log sum e^x:  dx = g e^x / sum e^x = g e^(x - y), the softmax of x
+    "logsumexp", _logsumexp,
+    vjps=(lambda g, out, x, axis, keepdims: (
+        _expand_reduced(g, x.shape, axis, keepdims) * exp(x - _with_kept_axes(out, x.shape, axis, keepdims))
+    ),),
+    save=("out", 0),
+)  # fmt: skip
+
+# Positions, not values: no gradient.
+argmax = Primitive("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
+argmin = Primitive("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     """e^(x - max) / sum e^(x - max), in place on one temporary (the shift keeps exp from overflowing).
 
@@ -349,6 +462,16 @@ log_softmax = Primitive(  # y = log_softmax(x):  dx = g - e^y sum(g)
 
 
 # ---------------------------------------------------------------------------------------------------
+# Scans (axis: one non-negative int)
+# ---------------------------------------------------------------------------------------------------
+
+cumsum = Primitive(  # y_j = x_0 + ... + x_j: x_i is in every y_j with j >= i, so dx_i = g_i + ... + g_last
+    "cumsum", lambda x, axis: np.cumsum(x, axis=axis),
+    vjps=(lambda g, out, x, axis: flip(cumsum(flip(g, axis=(axis,)), axis=axis), axis=(axis,)),), save=(),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
 # Shapes: views of the same data, whose vjps undo the view
 # ---------------------------------------------------------------------------------------------------
 
@@ -368,6 +491,26 @@ permute = Primitive(
 expand = Primitive(
     "expand", kernels.broadcast_view, vjps=(lambda g, out, x, shape: unbroadcast(g, x.shape),), save=()
 )  # fmt: skip
+
+
+flip = Primitive(  # reversing is undone by reversing again
+    "flip", lambda x, axis: np.flip(x, axis), vjps=(lambda g, out, x, axis: flip(g, axis=axis),), save=()
+)  # fmt: skip
+
+
+def _pad_vjp(g: Any, out: Any, x: Any, widths: tuple[tuple[int, int], ...], value: Any) -> Any:
+    """The padding is constant (no gradient); x's entries get theirs back: the window of g they went to."""
+    return getitem(g, index=tuple(slice(before, before + n) for (before, _), n in zip(widths, x.shape)))
+
+
+def _pad(x: np.ndarray, widths: tuple[tuple[int, int], ...], value: Any) -> np.ndarray:
+    """``x`` with ``widths[i] = (before, after)`` entries of ``value`` added on either side of axis i."""
+    if not widths:  # a 0-d tensor has no side to pad (numpy's pad has no way to say so)
+        return x.copy()
+    return np.pad(x, widths, mode="constant", constant_values=value)
+
+
+pad = Primitive("pad", _pad, vjps=(_pad_vjp,), save=())  # the gradient of the padding is 0
 
 
 def _concatenate_vjp(i: int, g: Any, out: Any, *inputs: Any, axis: int) -> Any:

@@ -475,9 +475,11 @@ class Primitive:
         """Turn numpy's complaint into one that names this op and the shapes involved.
 
         It is raised as the built-in type it is (IndexError, TypeError or ValueError; an overflow as a
-        ValueError): numpy's own subclasses may not be constructible from a message.
+        ValueError): numpy's own subclasses may not be constructible from a message. numpy's
+        `AxisError` (a ValueError and an IndexError) is, and stays what it is.
         """
-        kind = next((k for k in (IndexError, TypeError) if isinstance(error, k)), ValueError)
+        kinds = (np.exceptions.AxisError, IndexError, TypeError)
+        kind = next((k for k in kinds if isinstance(error, k)), ValueError)
         if self.explain is not None:
             message = self.explain(self.name, error, *tensors, **attrs)
             if message is not None:

@@ -294,6 +294,71 @@ class Tensor:
     def abs(self) -> Tensor:
         return _ops.absolute(self)
 
+    def sin(self) -> Tensor:
+        return _ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return _ops.cos(self)
+
+    def log2(self) -> Tensor:
+        return _ops.log2(self)
+
+    def expm1(self) -> Tensor:
+        """``e^x - 1``, accurate also where ``x`` is tiny and ``exp(x) - 1`` would lose its digits."""
+        return _ops.expm1(self)
+
+    def erf(self) -> Tensor:
+        """The error function ``2/sqrt(pi) * integral of e^(-t^2) from 0 to x`` (exact GELU uses it)."""
+        return _ops.erf(self)
+
+    def reciprocal(self) -> Tensor:
+        """``1 / x``. Integers give floats (float64), as in torch; numpy's ``reciprocal`` keeps them integers."""
+        return _ops.div(lift(1.0, self), self)
+
+    def sign(self) -> Tensor:
+        """-1, 0 or 1. Its gradient is 0 (also at 0, as torch), so it can sit inside a differentiated expression."""
+        return _ops.sign(self)
+
+    def floor(self) -> Tensor:
+        """Round down. Gradient 0 (piecewise constant; 0 at the jumps too, as torch)."""
+        return _ops.floor(self)
+
+    def ceil(self) -> Tensor:
+        """Round up. Gradient 0 (piecewise constant; 0 at the jumps too, as torch)."""
+        return _ops.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Round to ``decimals`` places, halves to even (``round(2.5) == 2``), as numpy and torch. Gradient 0."""
+        decimals = arguments.count_argument("round", "decimals", decimals, minimum=None)
+        return _ops.round_(self, decimals=decimals)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (numpy's and torch's names)
+        """``min(max(x, min), max)``: each entry limited to ``[min, max]``; either bound may be None (no
+        limit) or a tensor that broadcasts with ``x``. Where ``min > max`` every entry is ``max``.
+
+        The gradient follows torch's ``clamp``: ``x`` gets it where ``min <= x <= max`` (the bounds
+        included), ``min`` where ``x < min``, ``max`` where ``x > max``, 0 elsewhere."""
+        if min is None and max is None:
+            raise ValueError("clip: give min, max or both (both are None)")
+        return _ops.clip(self, self._clip_bound(min, "min"), self._clip_bound(max, "max"))
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (torch's names)
+        """torch's name for `clip`."""
+        return self.clip(min, max)
+
+    def _clip_bound(self, bound: Any, which: str) -> Tensor:
+        """A bound of `clip` as a tensor; None is no bound: the dtype's lowest or highest value."""
+        if bound is not None:
+            return lift(bound, self, name=f"clip: {which}")
+        kind, dtype = self.dtype.kind, self.dtype
+        if kind == "f":
+            value = -np.inf if which == "min" else np.inf
+        elif kind in "iu":
+            value = np.iinfo(dtype).min if which == "min" else np.iinfo(dtype).max
+        else:
+            value = which == "max"
+        return Tensor._make(np.asarray(value, dtype=dtype), None, False)
+
     def astype(self, dtype: Any) -> Tensor:
         """A copy converted to ``dtype`` (differentiable between float dtypes)."""
         dtype = _dtype_argument(dtype, "astype")
@@ -316,18 +381,59 @@ class Tensor:
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         """Variance ``sum((x - mean)^2) / (N - ddof)`` (numpy's default ``ddof=0``, the biased one)."""
-        axes = arguments.normalize_axes("var", axis, self.shape)
+        return self._variance("var", axis, keepdims, ddof)
+
+    def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+        """Standard deviation ``sqrt(var(x, ddof))``, with numpy's default ``ddof=0`` as `var`. torch's
+        ``std`` divides by ``N - 1`` by default (``correction=1``): pass ``ddof=1`` for that. Where every
+        value is equal the gradient is NaN (0/0), as torch's."""
+        return self._variance("std", axis, keepdims, ddof).sqrt()
+
+    def _variance(self, op: str, axis: Axis, keepdims: bool, ddof: int) -> Tensor:
+        axes = arguments.normalize_axes(op, axis, self.shape)
         if isinstance(ddof, bool) or not isinstance(ddof, (int, float, np.integer, np.floating)):
-            raise TypeError(f"var: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
+            raise TypeError(f"{op}: ddof must be a number, got {type(ddof).__name__} {ddof!r}")
         count = _ops.reduced_count(self.shape, axes)
         if count == 0 or count - ddof <= 0:
-            raise ValueError(f"var: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
+            raise ValueError(f"{op}: {count} values over axis {axis} of shape {self.shape} with ddof={ddof}")
         x = self if self.dtype.kind == "f" else self.astype(np.float64)
         centered = x - x.mean(axis=axes, keepdims=True)
         # The mean of the squares, not their sum over N - ddof: a float16 sum of squares overflows
         # long before the variance does (the mean is accumulated in float32).
         variance = (centered * centered).mean(axis=axes, keepdims=keepdims)
         return variance if ddof == 0 else variance * (count / (count - ddof))
+
+    def prod(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Product; its gradient is the product of the other entries, also where some are 0."""
+        return _ops.reduce_prod(self, axis=arguments.normalize_axes("prod", axis, self.shape), keepdims=keepdims)
+
+    def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """``log(sum(exp(x)))``, computed without overflow (shifted by the max); its gradient is the
+        softmax of ``x``. Of nothing (an empty axis) it is ``-inf``, as torch's."""
+        axes = arguments.normalize_axes("logsumexp", axis, self.shape)
+        return _ops.logsumexp(self, axis=axes, keepdims=keepdims)
+
+    def cumsum(self, axis: int | None = None) -> Tensor:
+        """Running sums along ``axis`` (numpy's ``cumsum``; ``None`` runs over the flattened tensor).
+        Small integers and bools are summed in int64, as numpy does."""
+        if axis is None:
+            return _ops.cumsum(self.reshape(-1), axis=0)
+        return _ops.cumsum(self, axis=arguments.normalize_axis("cumsum", axis, self.ndim, self.shape))
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """The index of the largest entry along ``axis`` (of the flattened tensor for ``None``), the first
+        one at ties, as numpy. An integer tensor: no gradient."""
+        return self._arg("argmax", _ops.argmax, axis, keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """The index of the smallest entry, the first at ties (see `argmax`)."""
+        return self._arg("argmin", _ops.argmin, axis, keepdims)
+
+    def _arg(self, op: str, primitive: Any, axis: int | None, keepdims: bool) -> Tensor:
+        a = None if axis is None else arguments.normalize_axis(op, axis, self.ndim, self.shape)
+        if (self.size if a is None else self.shape[a]) == 0:
+            raise ValueError(f"{op}: no entries to choose from (shape {self.shape}, axis {axis})")
+        return primitive(self, axis=a, keepdims=keepdims)
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Maximum; its gradient is shared equally among tied maxima."""
@@ -338,9 +444,16 @@ class Tensor:
         return _ops.reduce_min(self, axis=arguments.normalize_axes("min", axis, self.shape), keepdims=keepdims)
 
     def softmax(self, axis: int = -1) -> Tensor:
+        """``e^x / sum(e^x)`` along ``axis``. A 0-d tensor is a vector of one number, as in torch: 1, with
+        gradient 0."""
+        if self.ndim == 0:
+            return _ops.softmax(self.reshape(1), axis=arguments.scalar_axis("softmax", axis)).reshape(())
         return _ops.softmax(self, axis=arguments.normalize_axis("softmax", axis, self.ndim, self.shape))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
+        """``x - logsumexp(x)`` along ``axis``; of a 0-d tensor 0, with gradient 0 (as torch)."""
+        if self.ndim == 0:
+            return _ops.log_softmax(self.reshape(1), axis=arguments.scalar_axis("log_softmax", axis)).reshape(())
         return _ops.log_softmax(self, axis=arguments.normalize_axis("log_softmax", axis, self.ndim, self.shape))
 
     # -- shapes ----------------------------------------------------------------------------------
@@ -385,8 +498,19 @@ class Tensor:
             return self
         return _ops.expand(self, shape=target)
 
-    def flatten(self) -> Tensor:
-        return self.reshape(-1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge the axes ``start_dim`` to ``end_dim`` (both included) into one, as torch's ``flatten``;
+        by default all of them (a 0-d tensor becomes shape ``(1,)``)."""
+        if self.ndim == 0:
+            for dim in (start_dim, end_dim):
+                arguments.scalar_axis("flatten", dim)
+            return self.reshape(1)
+        start = arguments.normalize_axis("flatten", start_dim, self.ndim, self.shape)
+        end = arguments.normalize_axis("flatten", end_dim, self.ndim, self.shape)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {self.shape})")
+        merged = int(np.prod(self.shape[start : end + 1]))
+        return self.reshape((*self.shape[:start], merged, *self.shape[end + 1 :]))
 
     def squeeze(self, axis: int) -> Tensor:
         a = arguments.normalize_axis("squeeze", axis, self.ndim, self.shape)
@@ -397,6 +521,93 @@ class Tensor:
     def unsqueeze(self, axis: int) -> Tensor:
         a = arguments.normalize_axis("unsqueeze", axis, self.ndim + 1)
         return self.reshape(self.shape[:a] + (1,) + self.shape[a:])
+
+    def flip(self, axis: Axis = None) -> Tensor:
+        """Reverse the order of the entries along ``axis`` (an int, a tuple, or None for every axis), as
+        numpy's ``flip``."""
+        axes = arguments.normalize_axes("flip", axis, self.shape)
+        return _ops.flip(self, axis=axes) if axes else self
+
+    def tril(self, k: int = 0) -> Tensor:
+        """The lower triangle of each matrix (the last two axes): entries ``[i, j]`` with ``j <= i + k``
+        kept, the rest 0. ``k > 0`` keeps diagonals above, ``k < 0`` drops some below."""
+        return self._triangle("tril", k, lower=True)
+
+    def triu(self, k: int = 0) -> Tensor:
+        """The upper triangle of each matrix: entries ``[i, j]`` with ``j >= i + k`` kept, the rest 0."""
+        return self._triangle("triu", k, lower=False)
+
+    def _triangle(self, op: str, k: int, lower: bool) -> Tensor:
+        """``where(mask, x, 0)`` with a constant mask: the kept entries get their gradient, the others 0."""
+        if self.ndim < 2:
+            raise ValueError(f"{op}: needs a matrix or a batch of them (at least 2 dims), got shape {self.shape}")
+        k = arguments.count_argument(op, "k", k, minimum=None)
+        rows, cols = self.shape[-2:]
+        keep = np.tri(rows, cols, k, dtype=bool) if lower else ~np.tri(rows, cols, k - 1, dtype=bool)
+        zero = Tensor._make(np.zeros((), self.dtype), None, False)
+        return _ops.where(Tensor._make(keep, None, False), self, zero)
+
+    def tile(self, *reps: int | Sequence[int]) -> Tensor:
+        """The whole tensor repeated ``reps[i]`` times along axis ``i``, as numpy's ``tile`` (and torch's):
+        ``[1, 2].tile(2) == [1, 2, 1, 2]``. Fewer ``reps`` than axes repeat the last axes; more add
+        leading axes. Built as a view, ``expand``-ed, then copied once by a reshape: its gradient sums
+        the copies."""
+        reps_t = arguments.shape_argument("tile", reps)
+        for r in reps_t:
+            arguments.count_argument("tile", "a repetition", r)
+        ndim = max(len(reps_t), self.ndim)
+        reps_t = (1,) * (ndim - len(reps_t)) + reps_t
+        shape = (1,) * (ndim - self.ndim) + self.shape
+        spread = self.reshape(tuple(n for size in shape for n in (1, size)))  # (1, s0, 1, s1, ...)
+        copies = spread.expand(tuple(n for r, size in zip(reps_t, shape) for n in (r, size)))  # (r0, s0, r1, s1, ...)
+        return copies.reshape(tuple(r * size for r, size in zip(reps_t, shape)))
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        """torch's ``Tensor.repeat``: the same as `tile` (``[1, 2].repeat(2) == [1, 2, 1, 2]``), except that
+        ``sizes`` must cover every axis. Not numpy's ``np.repeat``, which repeats each entry in place."""
+        sizes_t = arguments.shape_argument("repeat", sizes)
+        if len(sizes_t) < self.ndim:
+            raise ValueError(
+                f"repeat: sizes {sizes_t} name {len(sizes_t)} axes, but the tensor has {self.ndim} (shape "
+                f"{self.shape}); give one size per axis, or use tile, which fills in 1s"
+            )
+        for r in sizes_t:
+            arguments.count_argument("repeat", "a repetition", r)
+        return self.tile(sizes_t)
+
+    def split(self, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``axis``, as torch's ``split``: an int is the size of each piece (the last may be
+        smaller), a list the size of each (they must add up to the axis's length; 0 gives an empty piece).
+        Each piece is a slice: its gradient goes back to where it came from."""
+        a = arguments.normalize_axis("split", axis, self.ndim, self.shape)
+        length = self.shape[a]
+        if isinstance(split_size_or_sections, (list, tuple)):
+            sizes = [arguments.count_argument("split", "a section size", n) for n in split_size_or_sections]
+            if sum(sizes) != length:
+                raise ValueError(
+                    f"split: sections {list(split_size_or_sections)} add up to {sum(sizes)}, but axis {axis} of "
+                    f"shape {self.shape} has length {length}"
+                )
+        else:
+            size = arguments.count_argument("split", "split_size", split_size_or_sections, minimum=1)
+            sizes = [min(size, length - start) for start in range(0, length, size)] or [0]
+        return self._pieces(a, sizes)
+
+    def chunk(self, chunks: int, axis: int = 0) -> tuple[Tensor, ...]:
+        """``chunks`` pieces along ``axis``, as torch's ``chunk``: each of ``ceil(length / chunks)``
+        entries, the last smaller, so there may be fewer than ``chunks`` (``chunk(6 entries, 4)`` gives 3
+        of 2). An axis of length 0 gives ``chunks`` empty pieces."""
+        a = arguments.normalize_axis("chunk", axis, self.ndim, self.shape)
+        chunks = arguments.count_argument("chunk", "chunks", chunks, minimum=1)
+        length = self.shape[a]
+        if length == 0:
+            return self._pieces(a, [0] * chunks)
+        return self.split(-(-length // chunks), axis=a)
+
+    def _pieces(self, axis: int, sizes: list[int]) -> tuple[Tensor, ...]:
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        before = (slice(None),) * axis
+        return tuple(self[(*before, slice(start, start + n))] for start, n in zip(starts, sizes))
 
 
 def _dtype_argument(dtype: Any, what: str) -> np.dtype:
@@ -494,6 +705,8 @@ _UFUNC_PRIMITIVES = {
     np.power: _ops.power, np.negative: _ops.neg, np.matmul: _ops.matmul,
     np.exp: _ops.exp, np.log: _ops.log, np.sqrt: _ops.sqrt, np.square: _ops.square, np.tanh: _ops.tanh,
     np.absolute: _ops.absolute, np.sign: _ops.sign, np.maximum: _ops.maximum, np.minimum: _ops.minimum,
+    np.sin: _ops.sin, np.cos: _ops.cos, np.log2: _ops.log2, np.expm1: _ops.expm1, np.floor: _ops.floor,
+    np.ceil: _ops.ceil,
     np.less: _ops.less, np.less_equal: _ops.less_equal, np.greater: _ops.greater,
     np.greater_equal: _ops.greater_equal, np.equal: _ops.equal, np.not_equal: _ops.not_equal,
 }  # fmt: skip

@@ -412,6 +412,14 @@ UNARY = {
     "sigmoid": (Tensor.sigmoid, lambda a: np.tanh(a * 0.5) * 0.5 + 0.5),  # = 1 / (1 + e^-a)
     "relu": (Tensor.relu, lambda a: np.maximum(a, 0)),
     "abs": (Tensor.abs, np.abs),
+    "sin": (Tensor.sin, np.sin),
+    "cos": (Tensor.cos, np.cos),
+    "log2": (Tensor.log2, np.log2),
+    "expm1": (Tensor.expm1, np.expm1),
+    "sign": (Tensor.sign, np.sign),
+    "floor": (Tensor.floor, np.floor),
+    "ceil": (Tensor.ceil, np.ceil),
+    "round": (Tensor.round, np.round),
 }
 
 
@@ -454,6 +462,8 @@ REDUCTIONS = {
     "max": np.max,
     "min": np.min,
     "var": np.var,
+    "std": np.std,
+    "prod": np.prod,
 }
 
 
@@ -463,7 +473,7 @@ def test_reductions(data: st.DataObject, name: str, keepdims: bool) -> None:
     axis = data.draw(axes(array.ndim))
     refuses = _zero_d_refusal(array, axis)
     count = _count(array.shape, axis)
-    if name in ("mean", "var") and count == 0:
+    if name in ("mean", "var", "std") and count == 0:
         refuses = f"{name}: .*(empty axis|0 values)"  # numpy gives NaN with a warning
     check(
         lambda: getattr(Tensor(array), name)(axis=axis, keepdims=keepdims),
@@ -485,6 +495,28 @@ def test_var_ddof(data: st.DataObject, ddof: Any) -> None:
           names=("var:",), refuses=refuses)  # fmt: skip
 
 
+# name -> (the engine's call, numpy's), each of (tensor or array, axis, keepdims)
+ONE_AXIS = {
+    "cumsum": (lambda x, axis, keep: x.cumsum(axis), lambda a, axis, keep: np.cumsum(a, axis=axis)),
+    "argmax": (lambda x, axis, keep: x.argmax(axis, keep), lambda a, axis, keep: np.argmax(a, axis, keepdims=keep)),
+    "argmin": (lambda x, axis, keep: x.argmin(axis, keep), lambda a, axis, keep: np.argmin(a, axis, keepdims=keep)),
+    "flip": (lambda x, axis, keep: x.flip(axis), lambda a, axis, keep: np.flip(a, _numpy_axis(axis))),
+}
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(ONE_AXIS)), keepdims=st.booleans())
+def test_scans_positions_and_flip(data: st.DataObject, name: str, keepdims: bool) -> None:
+    """Ops of one axis (or None), and flip, which takes several: generated axes, good and bad."""
+    array = data.draw(arrays())
+    axis = data.draw(axes(array.ndim))
+    engine, reference = ONE_AXIS[name]
+    refuses = None if name == "flip" else _zero_d_refusal(array, axis)
+    if name in ("argmax", "argmin") and _count(array.shape, axis) == 0:
+        refuses = f"{name}: (no entries to choose from|axis)"  # (numpy says so too, in its words)
+    check(lambda: engine(Tensor(array), axis, keepdims), lambda: reference(array, axis, keepdims),
+          names=(f"{name}:",), refuses=refuses)  # fmt: skip
+
+
 def _numpy_softmax(a: np.ndarray, axis: Any, log: bool) -> np.ndarray:
     """Softmax as scipy computes it: in the array's float dtype (float64 for integers and bools)."""
     a = a if a.dtype.kind == "f" else a.astype(np.float64)
@@ -500,11 +532,11 @@ def test_softmax(data: st.DataObject, log: bool) -> None:
     array = data.draw(arrays())
     axis = data.draw(st.one_of(st.integers(-array.ndim - 1, array.ndim), BAD_AXES))
     name = "log_softmax" if log else "softmax"
-    check(
+    check(  # a 0-d tensor is a vector of one number along axis 0 or -1, as in torch (and numpy's reductions)
         lambda: getattr(Tensor(array), name)(axis=axis),
         lambda: _numpy_softmax(array, axis, log),
         names=(f"{name}:",),
-        refuses=f"{name}: axis must be an int" if axis is None else _zero_d_refusal(array, axis),
+        refuses=f"{name}: axis must be an int" if axis is None else None,
     )
 
 

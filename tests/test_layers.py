@@ -22,7 +22,7 @@ AUTOGRAD_LAYERS = [
     {"autograd.kernels", "autograd.primitive", "autograd.arguments", "autograd.memory"},  # nothing of the engine
     {"autograd.ops"},  # every primitive: forward beside vjps
     {"autograd.tensor"},  # the Tensor's methods call the primitives
-    {"autograd.backward", "autograd.functions"},  # the walk; functions of several tensors
+    {"autograd.backward", "autograd.functions", "autograd.functional", "autograd.creation"},  # the walk; functions
     {"autograd.gradcheck", "autograd.graph", "autograd.capture", "autograd.testing"},  # tools built on them
     {"autograd"},  # the package's front door
 ]

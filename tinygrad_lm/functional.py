@@ -15,10 +15,9 @@ import numpy as np
 
 import autograd as ag
 from autograd import Tensor
+from autograd import functional as activations
 
 LAYER_NORM_EPS = 1e-5
-_GELU_K0 = math.sqrt(2.0 / math.pi)
-_GELU_K1 = 0.044715
 _FLOAT32 = np.dtype(np.float32)
 
 
@@ -38,10 +37,10 @@ def gelu(x: Tensor) -> Tensor:
         gelu(x) = x/2 * (1 + tanh(u)),   u = sqrt(2/pi) * (x + 0.044715 x^3)
                 = x * sigmoid(2u)        since (1 + tanh(u)) / 2 = sigmoid(2u)
 
-    The second form is the same function with two fewer elementwise passes (forward and backward).
+    The engine's ``autograd.functional.gelu(x, approximate="tanh")``, which computes it (the second
+    form: the same function with two fewer elementwise passes, forward and backward).
     """
-    two_u = x * (x.square() * (2 * _GELU_K0 * _GELU_K1) + 2 * _GELU_K0)  # 2 sqrt(2/pi) (x + 0.044715 x^3)
-    return x * two_u.sigmoid()
+    return activations.gelu(x, approximate="tanh")
 
 
 def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float = LAYER_NORM_EPS) -> Tensor:
