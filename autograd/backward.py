@@ -201,7 +201,9 @@ def _visit(
                 raise
             raise explained from error
         parent = parents[i]
-        if type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or STATE.anomaly:
+        if create_graph or type(gi) is not np.ndarray or gi.shape != parent.shape or gi.dtype != parent.dtype or (
+            STATE.anomaly
+        ):  # (with create_graph a vjp may return a plain array: it becomes a constant Tensor)
             gi = _fitted(gi, node, i, create_graph)
         if create_graph:
             sums.add(parent, gi, ours=False)

@@ -157,3 +157,14 @@ def test_gradcheck_refuses_a_step_or_tolerance_it_cannot_use(options):
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match=rf"gradcheck: {next(iter(options))} must be"):
         ag.gradgradcheck(lambda x: (x * x).sum(), [np.ones(3)], **options)
+
+
+def test_a_vjp_that_returns_a_plain_array_gives_tensors_with_create_graph_too():
+    """A vjp may return a constant array (a zero gradient, say); with create_graph=True it becomes a
+    constant Tensor of the gradient's graph, never an ndarray in ``.grad``."""
+    flat = ag.Primitive("flat", np.floor, vjps=(lambda g, out, x: np.zeros(x.shape, x.dtype),), save=(0,))
+    x = Tensor(np.array([0.5, 1.5]), requires_grad=True)
+    (g,) = ag.grad(flat(x).sum(), x, create_graph=True)
+    assert type(g) is Tensor and not g.data.any()
+    flat(x).sum().backward(create_graph=True)
+    assert type(x.grad) is Tensor and type(x.grad.data) is np.ndarray

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 SECTIONS = ("tokens", "embeddings", "blocks", "logits", "loss", "backward", "gradcheck", "update", "graph")
-PIXEL = 9  # screen pixels per heatmap cell (rows and columns)
+ROW_PIXELS = 12  # screen pixels per heatmap row: room for a token's label
+WIDTH = 900  # the widest a heatmap is drawn, in pixels: columns get 12 pixels, fewer when there are many
 MAX_CELLS = 160  # heatmap columns beyond this are averaged in groups (a wide MLP, a big vocabulary)
 
 # ---------------------------------------------------------------------------------------------------
@@ -98,7 +99,10 @@ def heatmap(
     image = base64.b64encode(_png(rgb)).decode("ascii")
     label_width = 0 if rows is None else min(110, 7 * max((len(r) for r in rows), default=1) + 10)
     col_height = 0 if cols is None or group > 1 else min(90, 7 * max((len(c) for c in cols), default=1) + 10)
-    w, h = width * PIXEL, height * PIXEL
+    cell = max(3, min(ROW_PIXELS, WIDTH // max(width, 1)))  # a column's width
+    if cell < 9:  # too narrow to label each column
+        cols, col_height = None, 0
+    w, h = width * cell, height * ROW_PIXELS
     parts = [f'<svg class="heat" width="{label_width + w + 2}" height="{col_height + h + 2}" role="img">']
     if title:
         parts.append(f"<title>{html.escape(title)}</title>")
@@ -109,11 +113,11 @@ def heatmap(
     parts.append(f'<rect x="{label_width}" y="{col_height}" width="{w}" height="{h}" class="frame"/>')
     if rows is not None:
         for i, label in enumerate(rows):
-            y = col_height + i * PIXEL + PIXEL * 0.8
+            y = col_height + i * ROW_PIXELS + ROW_PIXELS * 0.8
             parts.append(f'<text x="{label_width - 4}" y="{y:.1f}" text-anchor="end">{html.escape(label)}</text>')
     if cols is not None and group == 1:
         for j, label in enumerate(cols):
-            x = label_width + j * PIXEL + PIXEL * 0.75
+            x = label_width + j * cell + cell * 0.75
             parts.append(
                 f'<text transform="translate({x:.1f},{col_height - 4}) rotate(-90)">{html.escape(label)}</text>'
             )
@@ -564,7 +568,7 @@ margin:8px 0;white-space:pre-wrap}
 .row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .heads>div{display:inline-block}
 figure{margin:6px 0}figcaption{font-size:12px;color:#666}
-svg.heat text{font:9px Menlo,Consolas,monospace;fill:#333}svg.heat .frame{fill:none;stroke:#bbb}
+svg.heat text{font:10px Menlo,Consolas,monospace;fill:#333}svg.heat .frame{fill:none;stroke:#bbb}
 .chips{display:flex;flex-wrap:wrap;gap:6px}.chip{border:1px solid #ccd;border-radius:6px;padding:4px 8px;
 text-align:center;background:#f7f9ff}.chip .id{display:block;font-size:12px;color:#555}
 .chip .next{display:block;font-size:11px;color:#888}
