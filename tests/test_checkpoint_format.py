@@ -1,19 +1,28 @@
 """The checkpoint format's promises, one class of problem at a time.
 
+- Representability: whatever `save_checkpoint` accepts, `load_checkpoint` returns exactly (types,
+  dtypes, shapes, bits, key order); whatever it cannot represent is refused at save time with a
+  TypeError/ValueError before a file is touched. A property test generates nested metadata.
 - Version 1 files (written before the tagged encoding) still load, as version 1 returned them.
 """
 
+import collections
 import json
 import math
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from autograd import Tensor
-from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint
-from tinygrad_lm.checkpoint import _checksum
+from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
+from tinygrad_lm.checkpoint import INT_BITS, MAX_DEPTH, _checksum
 from tinygrad_lm.nn import Module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +119,216 @@ def assert_identical(a, b, where="value"):
         assert_identical(a.bit_generator.state, b.bit_generator.state, f"{where} (generator state)")
     else:
         assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Representability: an exact round trip, or a refusal at save time
+# ---------------------------------------------------------------------------------------------------
+
+
+def round_trip(tmp_path, model=None, **meta):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, model or Scalar(), **meta)
+    return load_checkpoint(path)
+
+
+def test_a_module_with_a_0d_parameter_saves_and_loads(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, Scalar(temperature=0.25))
+    other = Scalar()
+    meta = load_checkpoint(path, other)
+    assert meta["model"]["temperature"].shape == () and other.temperature.data.shape == ()
+    assert other.temperature.data == np.float32(0.25)
+
+
+def test_0d_arrays_and_numpy_scalars_keep_their_shape_type_and_bits(tmp_path):
+    nan_with_payload = np.array(0x7FC00123, np.uint32).view(np.float32)[()]
+    saved = {"zero_d": np.array(2.5), "int_0d": np.array(7, np.int16), "f32": np.float32(0.1), "nan": nan_with_payload,
+             "flag": np.bool_(True), "c": np.complex64(1 - 2j), "big_endian": np.arange(3, dtype=">f4")}  # fmt: skip
+    meta = round_trip(tmp_path, **saved)
+    for key, value in saved.items():
+        assert_identical(value, meta[key], key)
+
+
+def test_keys_holding_the_path_separator_do_not_collide(tmp_path):
+    saved = {"a/b": np.zeros(2), "a": {"b": np.ones(3)}, "/": {"": {"/": np.arange(2)}}}
+    meta = round_trip(tmp_path, tree=saved)
+    assert_identical(saved, meta["tree"])
+
+
+def test_int_and_str_keys_stay_distinct(tmp_path):
+    saved = {1: "int one", "1": "str one", (1, "x"): [np.int64(3)], None: 0.5, np.int64(2): True, 2.5: -0.0}
+    meta = round_trip(tmp_path, table=saved)
+    assert_identical(saved, meta["table"])
+    assert list(meta["table"]) == [1, "1", (1, "x"), None, 2, 2.5]  # key order kept too
+
+
+def test_keys_and_values_that_look_like_the_formats_own_tags_round_trip(tmp_path):
+    saved = {
+        "__array__": "meta/0",
+        "__generator__": {"bit_generator": "PCG64"},
+        "x": {"array": "model/weight"},
+        "y": {"__array__": "meta/1"},
+        "z": {"dict": [], "tuple": []},
+        "float": {"float": "nan"},
+    }
+    meta = round_trip(tmp_path, tags=saved, **{"__array__": "top"})
+    assert_identical(saved, meta["tags"])
+    assert meta["__array__"] == "top"
+
+
+def test_tuples_non_finite_floats_negative_zero_and_big_ints_come_back_as_they_were(tmp_path):
+    rng = np.random.Generator(np.random.MT19937(3))
+    rng.random(5)
+    saved = {"shape": (2, (3, [4])), "nan": math.nan, "inf": -math.inf, "zero": -0.0, "big": -(2**1000),
+             "stream": rng, "empty": np.zeros((0, 3), np.int8), "text": "ünïcødé \ud800"}  # fmt: skip
+    meta = round_trip(tmp_path, **saved)
+    for key, value in saved.items():
+        assert_identical(value, meta[key], key)
+    assert meta["stream"].random() == rng.random()
+
+
+class Point(tuple):
+    """A tuple subclass (like a namedtuple): it would come back as a plain tuple."""
+
+
+class Masked(np.ndarray):
+    """An ndarray subclass (like np.matrix or np.ma.MaskedArray): it would come back as a plain array."""
+
+
+UNSTORABLE = {
+    "set": ({1, 2}, TypeError, "is of type set"),
+    "bytes": (b"raw", TypeError, "is of type bytes"),
+    "object": (object(), TypeError, "is of type object"),
+    "complex": (1 + 2j, TypeError, "is of type complex"),
+    "OrderedDict": (collections.OrderedDict(a=1), TypeError, "is of type OrderedDict"),
+    "tuple subclass": (Point((1, 2)), TypeError, "is of type Point"),
+    "ndarray subclass": (np.arange(2).view(Masked), TypeError, "is of type Masked"),
+    "string array": (np.array(["text"]), TypeError, "has dtype <U4; only numeric arrays"),
+    "object array": (np.array([None], dtype=object), TypeError, "has dtype object"),
+    "datetime scalar": (np.datetime64("2024-01-01"), TypeError, "has dtype datetime64"),
+    "frozenset key": ({frozenset({1}): 1}, TypeError, "has the key frozenset"),
+    "huge int": (2**INT_BITS, ValueError, f"is an int of {INT_BITS + 1} bits"),
+    "too deep": (json.loads("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)), ValueError, "nested more than"),
+    "legacy generator": (np.random.RandomState(0), TypeError, "is of type RandomState"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(UNSTORABLE))
+def test_what_cannot_come_back_exactly_is_refused_before_a_file_is_touched(tmp_path, what):
+    value, error, words = UNSTORABLE[what]
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(b"the previous checkpoint")
+    with pytest.raises(error, match=words) as info:
+        save_checkpoint(path, Scalar(), step=1, extra={"inside": [value]})
+    assert "meta['extra']['inside'][0]" in str(info.value)  # where it is
+    assert path.read_bytes() == b"the previous checkpoint" and os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+def test_a_config_field_that_json_cannot_give_back_is_refused(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Config:
+        sizes: tuple = (1, 2)
+
+    model = Scalar()
+    model.__dict__["config"] = Config()  # not a parameter or a module: a plain attribute
+    with pytest.raises(TypeError, match=r"model.config.sizes is \(1, 2\) \(tuple\)"):
+        save_checkpoint(tmp_path / "ckpt.npz", model)
+    assert os.listdir(tmp_path) == []
+
+
+# Generated metadata: every leaf kind the format stores, the awkward keys, and things it must refuse.
+KEYS = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["", "/", "a/b", "__array__", "__generator__", "dict", "tuple", "float", "array", "1", "0"]),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.tuples(st.integers(0, 2), st.text(max_size=2)),
+    st.integers(0, 3).map(np.int64),
+    st.just(frozenset({1})),  # hashable, but not a key the format gives back: refused
+)
+DTYPES = ["bool", "int8", "uint16", "int32", "int64", "float16", "float32", "float64", ">f8", "<i2", "complex64"]
+ARRAYS = hnp.arrays(
+    st.sampled_from(DTYPES + ["U2", "S2", "M8[s]"]), hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)
+)
+GENERATORS = st.builds(
+    lambda name, seed, draws: (lambda g: (g.random(draws), g)[1])(np.random.Generator(getattr(np.random, name)(seed))),
+    st.sampled_from(["PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"]),
+    st.integers(0, 2**32),
+    st.integers(0, 3),
+)
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(2 ** (INT_BITS - 2), 2 ** (INT_BITS + 2)).flatmap(lambda n: st.sampled_from([n, -n])),
+    st.floats(),  # NaN, ±Inf, -0.0, subnormals
+    st.text(),
+    ARRAYS,
+    ARRAYS.filter(lambda a: a.ndim == 0).map(lambda a: a[()]),  # numpy scalars
+    GENERATORS,
+    st.sampled_from([{1}, b"x", 1j, collections.OrderedDict(), np.zeros(1).view(Masked), range(2)]),  # refused
+)
+VALUES = st.recursive(
+    LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(KEYS, children, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+def storable(value, depth=0):
+    """The documented rule: what save_checkpoint accepts."""
+    if depth > MAX_DEPTH:
+        return False
+    if value is None or type(value) in (bool, float, str):
+        return True
+    if type(value) is int:
+        return value.bit_length() <= INT_BITS
+    if type(value) in (list, tuple):
+        return all(storable(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(is_key(k) and storable(k, depth + 1) and storable(v, depth + 1) for k, v in value.items())
+    if type(value) is np.ndarray or isinstance(value, np.generic):
+        return value.dtype.kind in "biufc"
+    return type(value) is np.random.Generator
+
+
+def is_key(key):
+    if key is None or type(key) in (bool, int, float, str) or isinstance(key, np.generic):
+        return True
+    return type(key) is tuple and all(is_key(k) for k in key)
+
+
+EXCLUDED = {"model", "optimizer", "config", "rng", "path", "allow_nonfinite"}  # the function's own names
+
+
+@given(meta=st.dictionaries(st.text(max_size=6).filter(lambda k: k not in EXCLUDED), VALUES, max_size=3))
+def test_generated_metadata_comes_back_exactly_or_is_refused_before_a_file_is_touched(meta):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ckpt.npz"
+        path.write_bytes(b"the previous checkpoint")
+        try:
+            save_checkpoint(path, Scalar(), **meta)
+        except (TypeError, ValueError) as error:
+            assert str(error).startswith("save_checkpoint: "), error
+            assert not storable(meta), f"refused what the format stores: {error}"
+            assert path.read_bytes() == b"the previous checkpoint" and os.listdir(folder) == ["ckpt.npz"]
+            return
+        assert storable(meta), "stored what the format says it refuses"
+        loaded = load_checkpoint(path)
+        assert list(loaded)[: len(meta)] == list(meta)
+        for key, value in meta.items():
+            assert_identical(value, loaded[key], key)
+        assert_identical(np.array(1.5, np.float32), loaded["model"]["temperature"])
+        assert os.listdir(folder) == ["ckpt.npz"]
 
 
 # ---------------------------------------------------------------------------------------------------
