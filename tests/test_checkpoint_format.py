@@ -3,6 +3,8 @@
 - Representability: whatever `save_checkpoint` accepts, `load_checkpoint` returns exactly (types,
   dtypes, shapes, bits, key order); whatever it cannot represent is refused at save time with a
   TypeError/ValueError before a file is touched. A property test generates nested metadata.
+- Non-finite weights: refused by `save_checkpoint` (naming the parameter) and by `load_checkpoint`
+  (naming the entry) unless both are given ``allow_nonfinite=True``.
 - Version 1 files (written before the tagged encoding) still load, as version 1 returned them.
 """
 
@@ -329,6 +331,57 @@ def test_generated_metadata_comes_back_exactly_or_is_refused_before_a_file_is_to
             assert_identical(value, loaded[key], key)
         assert_identical(np.array(1.5, np.float32), loaded["model"]["temperature"])
         assert os.listdir(folder) == ["ckpt.npz"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Non-finite weights
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_save_refuses_non_finite_weights_naming_the_parameter(tmp_path, value):
+    model, opt = trained()
+    model.transformer.h[0].attn.c_proj.weight.data[1, 2] = value
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(b"the last good checkpoint")
+    with pytest.raises(ValueError, match=r"parameter transformer.h.0.attn.c_proj.weight holds NaN/Inf.*allow_nonf"):
+        save_checkpoint(path, model, opt, step=2)
+    assert path.read_bytes() == b"the last good checkpoint" and os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+def test_save_refuses_non_finite_optimizer_state(tmp_path):
+    model, opt = trained()
+    opt.state[model.transformer.ln_f.bias]["exp_avg_sq"][3] = np.inf
+    with pytest.raises(ValueError, match=r"the optimizer's state\['state'\]\[\d+\]\['exp_avg_sq'\] holds NaN/Inf"):
+        save_checkpoint(tmp_path / "ckpt.npz", model, opt)
+    assert os.listdir(tmp_path) == []
+
+
+def test_allow_nonfinite_saves_them_and_loading_them_needs_the_flag_too(tmp_path):
+    model, opt = trained()
+    model.transformer.wpe.weight.data[0, 0] = np.nan
+    path = tmp_path / "diverged.npz"
+    save_checkpoint(path, model, opt, allow_nonfinite=True, step=7)
+    message = refused(path, r"model/transformer.wpe.weight holds NaN/Inf \(it was saved with allow_nonfinite=True\)")
+    assert "pass allow_nonfinite=True to load it" in message
+    with pytest.raises(CheckpointError, match="NaN/Inf"):
+        load_checkpoint(path)  # also when only reading it: nothing non-finite comes back unasked
+    other, other_opt = trained(seed=5)
+    meta = load_checkpoint(path, other, other_opt, allow_nonfinite=True)
+    assert meta["step"] == 7 and np.isnan(other.transformer.wpe.weight.data[0, 0])
+
+
+@pytest.mark.parametrize("where", ["model", "optimizer"])
+def test_a_file_with_non_finite_weights_it_does_not_admit_to_is_refused(tmp_path, where):
+    model, opt = trained()
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, model, opt, step=1)
+    entries = entries_of(path)
+    name = "model/transformer.ln_f.weight" if where == "model" else min(n for n in entries if n.startswith("optim/"))
+    entries[name] = entries[name].copy()
+    entries[name].flat[0] = np.nan
+    forge(path, entries, document_of(path))  # a valid checksum: only the values are bad
+    refused(path, rf"{name if where == 'model' else 'optimizer'}.* holds NaN/Inf \(.*damaged or forged\)")
 
 
 # ---------------------------------------------------------------------------------------------------
