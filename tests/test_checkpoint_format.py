@@ -5,10 +5,13 @@
   TypeError/ValueError before a file is touched. A property test generates nested metadata.
 - Non-finite weights: refused by `save_checkpoint` (naming the parameter) and by `load_checkpoint`
   (naming the entry) unless both are given ``allow_nonfinite=True``.
+- Forged or older metadata: any field of the JSON document missing or of the wrong type, and values
+  out of range, raise `CheckpointError` naming the field; model and optimizer stay untouched.
 - Version 1 files (written before the tagged encoding) still load, as version 1 returned them.
 """
 
 import collections
+import copy
 import json
 import math
 import os
@@ -382,6 +385,189 @@ def test_a_file_with_non_finite_weights_it_does_not_admit_to_is_refused(tmp_path
     entries[name].flat[0] = np.nan
     forge(path, entries, document_of(path))  # a valid checksum: only the values are bad
     refused(path, rf"{name if where == 'model' else 'optimizer'}.* holds NaN/Inf \(.*damaged or forged\)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Forged or older metadata: the whole document is checked, and only CheckpointError comes out
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A GPT checkpoint with an optimizer and metadata of every kind, and its entries and document."""
+    path = tmp_path_factory.mktemp("saved") / "ckpt.npz"
+    model, opt = trained()
+    save_checkpoint(path, model, opt, step=1, shape=(2, 3), table=np.arange(4.0), data_rng=np.random.default_rng(1))
+    return path, entries_of(path), document_of(path)
+
+
+BIG = 10**400  # valid JSON; far more than INT_BITS bits
+
+# (field, forged value or DELETE, words the error must contain): for documents of both versions ...
+FIELD_CASES = [
+    (f, "DELETE", f"field '{f}' is missing")
+    for f in ("model_type", "config", "model_keys", "tied", "rng", "optimizer_type", "optimizer", "meta")
+]
+FIELD_CASES += [
+    ("format", "DELETE", "not a tinygrad_lm checkpoint"),
+    ("version", "DELETE", "format version None"),
+    ("version", "2", "format version '2'"),
+    ("version", 3, "format version 3, .*newer"),
+    ("model_type", 5, "model_type must be a string, got a number"),
+    ("config", [], "config must be an object or null, got an array"),
+    ("config", {"n_layer": [1]}, r"config\['n_layer'\] must be null"),
+    ("config", {"n_layer": BIG}, r"config\['n_layer'\] is an int of"),
+    ("config", {"dropout": 1e400}, r"config\['dropout'\] must be .*finite"),  # 1e400 reads as inf
+    ("model_keys", 5, "model_keys must be an array of strings"),
+    ("model_keys", ["a", 1], "model_keys must be an array of strings"),
+    ("model_keys", ["lm_head.weight", "lm_head.weight"], "model_keys names a parameter twice"),
+    ("tied", [], "tied must be an object"),
+    ("tied", {"lm_head.weight": 5}, r"tied\['lm_head.weight'\] must name another parameter"),
+    ("tied", {"lm_head.weight": "nowhere"}, r"tied\['lm_head.weight'\]"),
+    ("tied", {"nowhere": "transformer.wte.weight"}, r"tied\['nowhere'\]"),
+    ("rng", [], "rng must be an object"),
+    ("rng", {"transformer.drop": 5}, r"rng\['transformer.drop'\] is not a random generator"),
+    ("optimizer_type", 5, "optimizer_type must be a string or null"),
+    ("optimizer_type", None, "optimizer_type and optimizer must both be null"),
+    ("optimizer", "adam", "optimizer must be a dict with the keys"),
+    ("meta", [], "meta must be an object"),
+    ("meta", {"model": 1}, r"meta uses the reserved keys \['model'\]"),
+    ("meta", {"step": BIG}, r"meta\['step'\] is an int of"),
+    ("meta", {"step": json.loads("[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2))}, "nested more than"),
+]
+# ... for version 2 only (its tags) ...
+TAGGED_CASES = [
+    ("allow_nonfinite", "DELETE", "field 'allow_nonfinite' is missing"),
+    ("allow_nonfinite", "yes", "allow_nonfinite must be true or false"),
+    ("rng", {"transformer.drop": {"generator": {"dict": [["bit_generator", "os.system"]]}}},
+     r"rng\['transformer.drop'\] is a generator over 'os.system'"),
+    ("optimizer", {"dict": [["state", {"dict": []}]]}, "optimizer must be a dict with the keys"),
+    ("optimizer", {"dict": [["state", {"dict": []}], ["param_groups", [{"dict": [["params", [BIG]]]}]]]},
+     "is an int of"),
+    ("optimizer", {"dict": [["state", {"dict": [["0", {"dict": []}]]}], ["param_groups", []]]},
+     r"optimizer\['state'\]\['0'\] must be"),
+    ("meta", {"step": {"__array__": "meta/0"}}, r"meta\['step'\] is an object with the keys \['__array__'\]"),
+    ("meta", {"step": {"array": "meta/99"}}, r"meta\['step'\] refers to the entry 'meta/99', which the file"),
+    ("meta", {"step": {"array": "__meta__"}}, r"meta\['step'\] refers to the entry '__meta__'"),
+    ("meta", {"step": {"array": "model/transformer.wpe.weight"}}, "which something else uses"),
+    ("meta", {"step": {"scalar": "meta/0"}}, "a scalar stored as an array of shape"),
+    ("meta", {"step": {"float": "1.5"}}, r"meta\['step'\] is the float '1.5'"),
+    ("meta", {"step": 1e400}, r"meta\['step'\] is inf written as a bare JSON number"),
+    ("meta", {"step": {"dict": [[[1], 2]]}}, r"meta\['step'\] has the key .* or a key that cannot be one"),
+    ("meta", {"step": {"dict": [[1, 2], [1, 3]]}}, r"meta\['step'\] has the key 1 twice"),
+    ("meta", {"step": {"generator": {"dict": [["bit_generator", "PCG64"], ["state", {"dict": []}]]}}},
+     r"meta\['step'\] has an invalid PCG64 state"),
+]  # fmt: skip
+# ... and for version 1 only (its markers).
+LEGACY_CASES = [
+    ("allow_nonfinite", False, r"unexpected fields \['allow_nonfinite'\]"),
+    ("rng", {"transformer.drop": {"__generator__": {"bit_generator": "os.system"}}},
+     r"rng\['transformer.drop'\] is a generator over 'os.system'"),
+    ("rng", {"transformer.drop": {"__generator__": {"bit_generator": "PCG64", "state": {"state": BIG}}}},
+     "is an int of"),
+    ("optimizer", {"state": {}}, "optimizer must be a dict with the keys"),
+    ("optimizer", {"state": {"x": {}}, "param_groups": []}, r"optimizer\['state'\]\['x'\] must be"),
+    ("optimizer", {"state": {}, "param_groups": [{"params": "all"}]}, r"\['params'\] must be a list of indices"),
+    ("meta", {"step": {"__array__": "meta/nothing"}}, r"meta\['step'\] refers to the entry 'meta/nothing'"),
+    ("meta", {"step": {"__array__": "model/transformer.wpe.weight"}}, "which something else uses"),
+    ("meta", {"step": {"__generator__": {"bit_generator": "PCG64", "state": {}}}},
+     r"meta\['step'\] has an invalid PCG64 state"),
+]  # fmt: skip
+
+
+def document(version, saved_run):
+    """(entries, document) of a version-2 checkpoint, or of the version-1 file in tests/data."""
+    if version == 2:
+        return saved_run[1], saved_run[2]
+    entries = entries_of(DATA / "checkpoint_v1.npz")
+    return entries, json.loads(entries["__meta__"].tobytes())
+
+
+@pytest.mark.parametrize(
+    "version, field, value, words",
+    [(v, *case) for v in (2, 1) for case in FIELD_CASES] + [(2, *c) for c in TAGGED_CASES]
+    + [(1, *c) for c in LEGACY_CASES],
+    ids=lambda v: str(v)[:40],
+)  # fmt: skip
+def test_every_field_missing_or_of_the_wrong_type_is_refused_naming_it(saved_run, tmp_path, version, field, value,
+                                                                        words):  # fmt: skip
+    entries, forged = document(version, saved_run)
+    forged = copy.deepcopy(forged)
+    if value == "DELETE":
+        del forged[field]
+    else:
+        forged[field] = value
+    path = tmp_path / "forged.npz"
+    forge(path, entries, forged)
+    message = refused(path, words)
+    assert "\n" not in message  # one line
+    with pytest.raises(CheckpointError, match=words):  # also when only reading it, as demo.py does first
+        load_checkpoint(path)
+
+
+def test_entries_that_nothing_refers_to_are_refused(saved_run, tmp_path):
+    _, entries, document = saved_run
+    path = tmp_path / "forged.npz"
+    forge(path, {**entries, "meta/junk": np.zeros(3)}, document)
+    refused(path, r"entries \['meta/junk'\] belong to nothing in the metadata")
+
+
+def mutations(document):
+    """A strategy of (forged document): one place in ``document`` deleted or replaced by any JSON value."""
+    json_values = st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from([10**400, -(10**400)]), st.floats(),
+                  st.text(max_size=4), st.sampled_from(["meta/0", "optim/0", "__meta__", "PCG64", "nan"])),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(
+            st.sampled_from(["dict", "tuple", "array", "scalar", "float", "generator", "__array__", "state", "x"]),
+            c, max_size=2),
+        max_leaves=6,
+    )  # fmt: skip
+
+    @st.composite
+    def mutate(draw):
+        forged = copy.deepcopy(document)
+        parent, key = None, None
+        node = forged
+        while isinstance(node, (dict, list)) and node and draw(st.integers(0, 4)) > 0:
+            parent, key = node, draw(st.sampled_from(list(node) if isinstance(node, dict) else range(len(node))))
+            node = parent[key]
+        if parent is None:
+            return draw(json_values)
+        if draw(st.booleans()):
+            del parent[key]
+        else:
+            parent[key] = draw(json_values)
+        return forged
+
+    return mutate()
+
+
+@pytest.mark.parametrize("version", [2, 1])
+@given(data=st.data())
+def test_any_forged_document_is_refused_with_a_checkpoint_error_or_loads(saved_run, version, data):
+    entries, original = document(version, saved_run)
+    forged = data.draw(mutations(original))
+    text = json.dumps(forged, allow_nan=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "forged.npz"
+        forge(path, entries, text=text)
+        model, opt = trained(seed=5)
+        before = snapshot(model, opt)
+        try:
+            load_checkpoint(path, model, opt)
+        except CheckpointError as error:
+            assert str(path) in str(error)
+            assert_same_state(before, snapshot(model, opt))
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_huge_int_in_a_generator_state_is_a_checkpoint_error(saved_run, tmp_path, version):
+    entries, original = document(version, saved_run)
+    seed = 1 if version == 2 else 7  # data_rng=np.random.default_rng(seed) in both files
+    state = str(np.random.default_rng(seed).bit_generator.state["state"]["state"])
+    path = tmp_path / "forged.npz"
+    forge(path, entries, text=json.dumps(original).replace(state, str(2**900)))
+    refused(path, r"meta\['data_rng'\] has an invalid PCG64 state")
 
 
 # ---------------------------------------------------------------------------------------------------
