@@ -7,16 +7,24 @@
   (naming the entry) unless both are given ``allow_nonfinite=True``.
 - Forged or older metadata: any field of the JSON document missing or of the wrong type, and values
   out of range, raise `CheckpointError` naming the field; model and optimizer stay untouched.
+- Denial of service: a zip bomb is refused without inflating it, declared sizes are checked before
+  any data is read, and a FIFO or device is refused without blocking.
 - Version 1 files (written before the tagged encoding) still load, as version 1 returned them.
 """
 
 import collections
 import copy
+import io
 import json
 import math
 import os
 import struct
+import subprocess
+import sys
 import tempfile
+import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +32,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import time_limit
 
 from autograd import Tensor
 from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
@@ -568,6 +577,139 @@ def test_a_huge_int_in_a_generator_state_is_a_checkpoint_error(saved_run, tmp_pa
     path = tmp_path / "forged.npz"
     forge(path, entries, text=json.dumps(original).replace(state, str(2**900)))
     refused(path, r"meta\['data_rng'\] has an invalid PCG64 state")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Denial of service: nothing is inflated, sizes are checked before data is read, no blocking
+# ---------------------------------------------------------------------------------------------------
+
+
+def zip_file(members):
+    """A zip archive of ``members``: (name, raw stored bytes, method, CRC, uncompressed size), written
+    by hand, so a member can declare a size and method its bytes do not back up."""
+    out, directory = io.BytesIO(), []
+    for name, raw, method, crc, size in members:
+        offset, encoded = out.tell(), name.encode()
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(raw), size, len(encoded), 0))
+        out.write(encoded + raw)
+        directory.append(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(raw),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + encoded  # fmt: skip
+        )
+    start = out.tell()
+    out.write(b"".join(directory))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), out.tell() - start, start, 0))
+    return out.getvalue()
+
+
+def npy_header(shape, dtype):
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def zip_bomb():
+    """~2 MB on disk; its one member inflates to 2 GiB of zeros, a float32 array of shape (2**29,).
+    Built from one compressed MiB of zeros repeated (each piece ends with a full flush, so pieces
+    chain), so making it takes milliseconds."""
+    header = npy_header((2**29,), np.float32)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    piece = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    stream = start + piece * 2048 + compressor.flush()
+    return zip_file([("meta/0.npy", stream, zipfile.ZIP_DEFLATED, 0, len(header) + 2**31)])
+
+
+def load_in_a_child(path, seconds=60):
+    """Load ``path`` in another process with 1 GiB of address space: a regression that inflates the
+    bomb fails there (MemoryError, or the time limit) instead of taking this machine's memory."""
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from tinygrad_lm import load_checkpoint\n"
+        "try:\n    load_checkpoint(sys.argv[1])\nexcept ValueError as error:\n    print(error)\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                            timeout=seconds)  # fmt: skip
+    return result.stdout + result.stderr, time.perf_counter() - started
+
+
+def test_a_zip_bomb_is_refused_without_inflating_it(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    bomb.write_bytes(zip_bomb())
+    assert bomb.stat().st_size < 3_000_000
+    output, seconds = load_in_a_child(bomb)
+    assert f"checkpoint {bomb}: " in output and "are compressed, and checkpoints never are" in output, output
+    assert seconds < 20, f"{seconds:.1f} s: was it inflated?"
+
+
+def test_a_member_declaring_more_than_its_npy_header_or_the_file_is_refused(tmp_path):
+    header = npy_header((2**40,), np.uint8)  # a terabyte, declared by a 200-byte member
+    member = header + bytes(100)
+    path = tmp_path / "liar.npz"
+    path.write_bytes(zip_file([("meta/0.npy", member, zipfile.ZIP_STORED, zlib.crc32(member), len(member))]))
+    with time_limit(10):
+        refused(
+            path, r"corrupted \(entry 'meta/0' declares 1099511627904 bytes in its .npy header, the zip holds 228\)"
+        )
+    path.write_bytes(zip_file([("meta/0.npy", member, zipfile.ZIP_STORED, zlib.crc32(member), 2**31)]))
+    refused(path, r"corrupted \(the zip directory declares more data than the file holds\)")
+
+
+def test_entries_that_repeat_are_refused(tmp_path):
+    member = npy_header((4,), np.uint8) + bytes(4)
+    stored = ("meta/0.npy", member, zipfile.ZIP_STORED, zlib.crc32(member), len(member))
+    path = tmp_path / "twice.npz"
+    path.write_bytes(zip_file([stored, stored]))
+    refused(path, r"corrupted \(entries \['meta/0.npy'\] appear more than once\)")
+
+
+def test_a_model_entry_of_another_shape_is_refused_before_its_data_is_read(saved_run, tmp_path):
+    _, entries, document = saved_run
+    path = tmp_path / "forged.npz"
+    entries = {**entries, "model/transformer.ln_f.bias": np.zeros(5, np.float32)}
+    forge(path, entries, {**document, "config": None})  # without a config only the shapes can tell
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model/transformer.ln_f.bias.npy")
+    local_name_and_extra = int.from_bytes(
+        raw[info.header_offset + 26 : info.header_offset + 28], "little"
+    ) + int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    raw[info.header_offset + 30 + local_name_and_extra + info.file_size - 1] ^= 0xFF  # its data: a zip CRC error
+    path.write_bytes(bytes(raw))
+    refused(path, r"does not fit the model.*transformer.ln_f.bias: got \(5,\), expected \(8,\)")  # not the CRC
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "ckpt.npz"
+    os.mkfifo(fifo)
+    with time_limit(5):  # opening a FIFO to read blocks until someone writes: a regression hangs here
+        refused(fifo, r"cannot be read: it is a FIFO \(named pipe\), not a regular file")
+
+
+def test_a_device_is_refused_without_reading_it():
+    with time_limit(5):
+        refused(Path("/dev/null"), "cannot be read: it is a character device, not a regular file")
 
 
 # ---------------------------------------------------------------------------------------------------
