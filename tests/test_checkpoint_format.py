@@ -9,11 +9,14 @@
   out of range, raise `CheckpointError` naming the field; model and optimizer stay untouched.
 - Denial of service: a zip bomb is refused without inflating it, declared sizes are checked before
   any data is read, and a FIFO or device is refused without blocking.
+- The checksum covers dtypes and shapes; saving through a symlink keeps the link; any valid file
+  name saves (the temporary file's name is never longer than the filesystem allows).
 - Version 1 files (written before the tagged encoding) still load, as version 1 returned them.
 """
 
 import collections
 import copy
+import errno
 import io
 import json
 import math
@@ -36,7 +39,7 @@ from support import time_limit
 
 from autograd import Tensor
 from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
-from tinygrad_lm.checkpoint import INT_BITS, MAX_DEPTH, _checksum
+from tinygrad_lm.checkpoint import INT_BITS, MAX_DEPTH, _checksum, remove_stale_temporaries
 from tinygrad_lm.nn import Module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -710,6 +713,91 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 def test_a_device_is_refused_without_reading_it():
     with time_limit(5):
         refused(Path("/dev/null"), "cannot be read: it is a character device, not a regular file")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The checksum covers dtypes and shapes
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["meta", "model"])
+@pytest.mark.parametrize("change", ["dtype", "shape"])
+def test_the_same_bytes_under_another_dtype_or_shape_fail_the_checksum(tmp_path, entry, change):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, Scalar(), table=np.arange(32, dtype=np.float32).reshape(4, 8))
+    entries = entries_of(path)
+    entry = "model/weight" if entry == "model" else next(name for name in entries if name.startswith("meta/"))
+    array = entries[entry]
+    entries[entry] = array.view(np.int32) if change == "dtype" else array.reshape(array.shape[::-1])
+    assert entries[entry].tobytes() == array.tobytes()
+    np.savez(path, **entries)  # the old checksum kept; the zip's own CRCs are right
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Paths: symlinks, long names
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    save_checkpoint(store / "ckpt.npz", Scalar(), step=1)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(Path("store") / "ckpt.npz")  # relative, as `ln -s` makes them
+    save_checkpoint(link, Scalar(), step=2)
+    assert link.is_symlink() and os.readlink(link) == os.path.join("store", "ckpt.npz")
+    assert load_checkpoint(store / "ckpt.npz")["step"] == 2 and load_checkpoint(link)["step"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "store"] and os.listdir(store) == ["ckpt.npz"]
+
+    dangling = tmp_path / "next.npz"
+    dangling.symlink_to(store / "new.npz")
+    save_checkpoint(dangling, Scalar(), step=3)  # as open() would: the link's target is created
+    assert dangling.is_symlink() and load_checkpoint(store / "new.npz")["step"] == 3
+
+    stale = store / ".ckpt.npz.0123456789ab.tmp"  # what a write through the link killed mid-way leaves
+    stale.write_bytes(b"half")
+    assert remove_stale_temporaries(link) == [str(stale)]
+
+
+def killed_mid_write(path, monkeypatch):
+    """Leave the temporary file of a write of ``path`` behind, as SIGKILL would; return its name."""
+    before = set(os.listdir(path.parent))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", crash)
+        patch.setattr(os, "unlink", lambda *args: None)  # no clean-up: the process "died"
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(path, Scalar())
+    (left,) = set(os.listdir(path.parent)) - before
+    return left
+
+
+def test_the_longest_valid_name_saves_and_its_temporaries_are_found(tmp_path, monkeypatch):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    path = tmp_path / ("c" * (name_max - 4) + ".npz")
+    save_checkpoint(path, Scalar(), step=1)
+    assert load_checkpoint(path)["step"] == 1 and os.listdir(tmp_path) == [path.name]
+
+    left = killed_mid_write(path, monkeypatch)
+    assert len(os.fsencode(left)) <= name_max and left.endswith(".tmp")
+    sibling = tmp_path / ("c" * (name_max - 5) + "d.npz")  # the same start: its temporaries are not ours
+    sibling_left = killed_mid_write(sibling, monkeypatch)
+    assert remove_stale_temporaries(path) == [str(tmp_path / left)]
+    assert remove_stale_temporaries(sibling) == [str(tmp_path / sibling_left)]
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_name_too_long_for_the_filesystem_is_refused_naming_the_path_before_writing(tmp_path):
+    path = tmp_path / ("c" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 3) + ".npz")
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, Scalar())
+    assert info.value.errno == errno.ENAMETOOLONG and info.value.filename == str(path)
+    assert "save_checkpoint" in str(info.value) and os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------------
