@@ -322,6 +322,15 @@ def run_settings(saved: dict[str, Any], path: str) -> dict[str, Any]:
         task_object = None if task == "text" else TASKS[task](**saved["task_options"])
     except (TypeError, ValueError) as error:
         raise not_a_run(str(error)) from None
+    # The config must describe the weights the file holds before a model of that size is built.
+    state = saved.get("model") or {}
+    wte, wpe = state.get("transformer.wte.weight"), state.get("transformer.wpe.weight")
+    blocks = {key.split(".")[2] for key in state if key.startswith("transformer.h.")}
+    if (
+        wte is None or wpe is None or wte.shape != (config.vocab_size, config.n_embd)
+        or wpe.shape != (config.block_size, config.n_embd) or len(blocks) != config.n_layer
+    ):  # fmt: skip
+        raise not_a_run("its config does not describe its weights")
     return {"config": config, "train": train, "task": task_object}
 
 

@@ -416,3 +416,21 @@ def test_no_payload_runs_through_demo_resume_or_sample(tmp_path, trap):
         assert "Traceback" not in result.stderr
         assert not marker.exists(), f"the payload ran in demo.py {' '.join(args)}"
     assert (out / "checkpoint.npz").read_bytes() == content
+
+
+def test_optimizer_moments_that_turn_non_finite_are_never_checkpointed(tmp_path):
+    """The Trainer keeps the same promise for the optimizer's state as for the weights (and
+    `save_checkpoint` itself would refuse it): the run stops, the last good checkpoint stays."""
+    trainer = tiny_trainer(tmp_path, steps=8)
+    step = trainer.optimizer.step
+
+    def poisoned_step():
+        step()
+        if trainer.step == 3:
+            p = trainer.model.transformer.h[0].mlp.c_fc.weight
+            trainer.optimizer.state[p]["exp_avg_sq"][0, 0] = np.inf
+
+    trainer.optimizer.step = poisoned_step
+    with pytest.raises(TrainingDivergedError, match=r"optimizer state exp_avg_sq of transformer.h.0.mlp.c_fc.weight"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 2

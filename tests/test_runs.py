@@ -280,12 +280,17 @@ def test_resume_of_a_checkpoint_that_is_not_a_run_says_so_in_one_line(tmp_path):
         {"task": "sort", "task_options": [3], "train_config": {}},
         {"task": "chess", "task_options": {}, "train_config": {}},
         {"task": "sort", "task_options": {"length": 3}, "train_config": {"steps": 4, "learning_rate": 1e400}},
+        {"task": "sort", "task_options": {"length": 3}, "train_config": {"steps": 4}, "config": None},
     ],
 )
 def test_forged_run_metadata_is_refused_in_one_line(tmp_path, forged):
     out = tmp_path / "forged"
     out.mkdir()
     model = GPT(GPTConfig(TASK.vocab_size, TASK.block_size, n_layer=1, n_head=2, n_embd=16))
+    forged = dict(forged)
+    if "config" in forged:  # a config (checked by the format) that does not describe the weights: a huge model
+        del forged["config"]
+        model.config = GPTConfig(TASK.vocab_size, TASK.block_size, n_layer=10**6, n_head=2, n_embd=16)
     save_checkpoint(out / "checkpoint.npz", model, step=2, **forged)
     status, message = run_demo("--out", out, "--resume", "--steps", "3")
     assert status == 1 and "not of a demo.py run" in message and "\n" not in message, message

@@ -116,7 +116,7 @@ def test_every_stage_names_the_vjps_that_made_its_gradient_with_their_line_in_op
         assert source["code"].splitlines()[0].strip() == ops_lines[source["line"] - 1].strip(), key
     block = data["blocks"][0]["stages"]
     assert block["attention"]["vjps"] == ["matmul/0"]  # attention @ v: the matmul's vjp for its first input
-    assert "softmax/0" in block["scores"]["vjps"] or "add/0" in block["scores"]["vjps"]
+    assert block["scores"]["vjps"] == ["softmax/0"]  # the masked scores: softmax's input
     assert data["final"]["logits"]["vjps"] == ["reshape/0"]  # cross-entropy first flattens the logits
 
 

@@ -247,10 +247,15 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save(self) -> str:
-        """Checkpoint the state after ``self.step`` steps (refusing weights that are not finite)."""
+        """Checkpoint the state after ``self.step`` steps (refusing weights, or optimizer moments,
+        that are not finite: the last good checkpoint stays the last good one)."""
         for name, p in self.model.named_parameters():
             if not np.isfinite(p.data).all():
                 raise TrainingDivergedError(f"refusing to checkpoint: parameter {name} holds NaN/Inf")
+            for key, value in self.optimizer.state.get(p, {}).items():
+                if isinstance(value, np.ndarray) and not np.isfinite(value).all():
+                    what = f"optimizer state {key} of {name}"
+                    raise TrainingDivergedError(f"refusing to checkpoint: {what} holds NaN/Inf")
         return save_checkpoint(
             self.checkpoint_path, self.model, self.optimizer, step=self.step, seconds=self.seconds,
             train_config=asdict(self.config), **self.meta,

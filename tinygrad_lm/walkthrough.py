@@ -229,13 +229,18 @@ def _vjp_source(op: Any, i: int) -> dict[str, Any]:
     except (OSError, TypeError):
         return {"op": op.name, "input": i, "file": None, "line": None, "code": None}
     root = os.path.dirname(os.path.dirname(os.path.abspath(ag.__file__)))
+    code = "".join(lines).strip()
+    if code.startswith("def "):  # a named vjp: the line that says what it returns
+        returns = [n for n, text in enumerate(lines) if text.strip().startswith("return ")]
+        if returns:
+            line, code = line + returns[-1], lines[returns[-1]].strip()
     return {
         "op": op.name,
         "input": i,
         "file": os.path.relpath(path, root) if path.startswith(root) else path,
         "path": os.path.abspath(path),
         "line": line,
-        "code": "".join(lines).strip(),
+        "code": code,
     }
 
 
@@ -269,7 +274,7 @@ def _block(steps: _Steps, i: int, n_head: int) -> dict[str, Any]:
         "q": (scaled_q.inputs[0], True),
         "k": (k_t.inputs[0], True),
         "v": (v, True),
-        "scores": (scores, True),
+        "scores": (masked, True),  # with the mask added: softmax's input (the page greys the masked cells)
         "attention": (weights, True),
         "weighted": (weighted, True),
         "joined": (c_proj_in, True),

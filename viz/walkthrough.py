@@ -27,7 +27,7 @@ import numpy as np
 SECTIONS = ("tokens", "embeddings", "blocks", "logits", "loss", "backward", "gradcheck", "update", "graph")
 ROW_PIXELS = 12  # screen pixels per heatmap row: room for a token's label
 WIDTH = 900  # the widest a heatmap is drawn, in pixels: columns get 12 pixels, fewer when there are many
-MAX_CELLS = 160  # heatmap columns beyond this are averaged in groups (a wide MLP, a big vocabulary)
+MAX_CELLS = 300  # heatmap columns beyond this are averaged in groups (a wide MLP, a big vocabulary)
 
 # ---------------------------------------------------------------------------------------------------
 # Pictures: PNG heatmaps (tiny, inlined) and SVG charts
@@ -84,8 +84,10 @@ def heatmap(
     if array.ndim == 1:
         array = array[None]
     array, group = _squeeze_columns(array)
+    hidden = np.zeros(array.shape, dtype=bool) if masked is None else np.asarray(masked, dtype=bool)
     if signed:
-        scale = float(np.nanmax(np.abs(array))) if array.size and np.isfinite(array).any() else 1.0
+        shown = np.abs(array[~hidden & np.isfinite(array)])  # masked cells (a mask's huge numbers) set no scale
+        scale = float(shown.max()) if shown.size else 1.0
         scale = scale or 1.0
         rgb = _colors(array / scale, _DIVERGING)
         legend = f"blue -{_fmt(scale)} · white 0 · red +{_fmt(scale)}"
@@ -93,8 +95,7 @@ def heatmap(
         scale = 1.0
         rgb = _colors(array, _SEQUENTIAL)
         legend = "white 0 · dark blue 1"
-    if masked is not None:
-        rgb[np.asarray(masked, dtype=bool)] = (225, 225, 225)
+    rgb[hidden] = (225, 225, 225)
     height, width = array.shape
     image = base64.b64encode(_png(rgb)).decode("ascii")
     label_width = 0 if rows is None else min(110, 7 * max((len(r) for r in rows), default=1) + 10)
@@ -344,8 +345,8 @@ def _block_forward(block: dict[str, Any], labels: list[str], n_head: int, head_s
         "<h5>Q</h5>", _heads(s["q"]["value"], labels), "<h5>K</h5>", _heads(s["k"]["value"], labels),
         "<h5>V</h5>", _heads(s["v"]["value"], labels),
         "<h4>Scores, with the causal mask</h4>",
-        _formula(f"scores = Q K^T / sqrt({head_size})  (the 1/sqrt(d_k) = {scale:.4g} is applied to Q)"
-                 if scale else f"scores = Q K^T / sqrt({head_size})"),  # fmt: skip
+        _formula(f"scores = Q K^T / sqrt({head_size}) + mask  (the 1/sqrt(d_k) = {scale:.4g} is applied to Q)"
+                 if scale else f"scores = Q K^T / sqrt({head_size}) + mask"),  # fmt: skip
         "<p>Row: a query position; column: a key position. Grey: the future, which the mask hides (a huge "
         "negative number is added there, so softmax gives it exactly 0).</p>",
         _heads(s["scores"]["value"], labels, causal=True),
@@ -465,14 +466,14 @@ def _backward_section(data: dict[str, Any], labels: list[str], n_head: int) -> s
             _vjps(s["weighted"]["vjps"], sources),
             "<h5>dL/d attention weights, per head</h5>", _heads(s["attention"]["grad"], labels, causal=True),
             _vjps(s["attention"]["vjps"], sources),
-            "<h5>dL/d scores (through softmax: p * (g - sum(p * g)))</h5>",
+            "<h5>dL/d scores, through softmax: dL/ds = p * (g - sum(p * g)) for g = dL/dp</h5>",
             _heads(s["scores"]["grad"], labels, causal=True), _vjps(s["scores"]["vjps"], sources),
-            "<h5>dL/dQ, dL/dK, dL/dV</h5>", _heads(s["q"]["grad"], labels), _vjps(s["q"]["vjps"], sources),
-            _heads(s["k"]["grad"], labels), _vjps(s["k"]["vjps"], sources),
-            _heads(s["v"]["grad"], labels), _vjps(s["v"]["vjps"], sources),
+            "<h5>dL/dQ, per head</h5>", _heads(s["q"]["grad"], labels), _vjps(s["q"]["vjps"], sources),
+            "<h5>dL/dK, per head</h5>", _heads(s["k"]["grad"], labels), _vjps(s["k"]["vjps"], sources),
+            "<h5>dL/dV, per head</h5>", _heads(s["v"]["grad"], labels), _vjps(s["v"]["vjps"], sources),
             _grad_map(s["ln_1"], labels, sources, "dL/d ln_1(x)"),
         ]  # fmt: skip
-        opened = " open" if i == 0 else ""
+        opened = " open" if i == len(data["blocks"]) - 1 else ""  # the first the backward reaches
         parts.append(f"<details{opened}><summary>block {i}, backward</summary>{''.join(inner)}</details>")
     e = data["embeddings"]
     T = len(labels)
