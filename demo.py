@@ -403,16 +403,22 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
     return made
 
 
-def sample_only(args: argparse.Namespace) -> None:
-    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT.
-    Needs only the checkpoint: a text run's vocabulary is in it, not in its text file."""
-    path = os.path.join(args.out, CHECKPOINT_NAME)
-    saved = saved_meta(args.out)
+def load_run(out: str) -> tuple[dict[str, Any], dict[str, Any], GPT]:
+    """The run in ``out``: its checkpoint's metadata, its checked settings, and its model, loaded."""
+    path = os.path.join(out, CHECKPOINT_NAME)
+    saved = saved_meta(out)
     if saved is None:
-        raise DemoError(f"no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
+        raise DemoError(f"no checkpoint in {out}; train first (python demo.py --out {out})")
     settings = run_settings(saved, path)
     model = GPT(settings["config"], seed=0)
     load_checkpoint(path, model)
+    return saved, settings, model
+
+
+def sample_only(args: argparse.Namespace) -> None:
+    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT.
+    Needs only the checkpoint: a text run's vocabulary is in it, not in its text file."""
+    saved, settings, model = load_run(args.out)
     model.eval()
     task = settings["task"]
     if task is not None and task.exact:
@@ -456,13 +462,7 @@ def write_walkthrough(
 
 def explain_only(args: argparse.Namespace) -> None:
     """``--explain TEXT``: walkthrough.html for the model in --out, on TEXT. Needs only the checkpoint."""
-    path = os.path.join(args.out, CHECKPOINT_NAME)
-    saved = saved_meta(args.out)
-    if saved is None:
-        raise DemoError(f"no checkpoint in {args.out}; train first (python demo.py --out {args.out})")
-    settings = run_settings(saved, path)
-    model = GPT(settings["config"], seed=0)
-    load_checkpoint(path, model)
+    saved, settings, model = load_run(args.out)
     task = settings["task"]
     if task is None:  # a text run: its tokenizer is in the checkpoint (the text file is not needed)
         block_size = saved["task_options"].get("block_size", settings["config"].block_size)

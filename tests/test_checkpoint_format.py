@@ -35,7 +35,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from support import time_limit
+from support import assert_same_state, snapshot, time_limit
 
 from autograd import Tensor
 from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
@@ -66,23 +66,6 @@ def trained(seed=0):
     opt.step()
     opt.zero_grad()
     return model, opt
-
-
-def snapshot(model, opt):
-    sd = opt.state_dict()
-    return (
-        {k: v.copy() for k, v in model.state_dict().items()},
-        [g.bit_generator.state for _, g in model.named_generators()],
-        sd["param_groups"],
-        {i: {k: np.copy(v) for k, v in s.items()} for i, s in sd["state"].items()},
-    )
-
-
-def assert_same_state(a, b):
-    assert a[0].keys() == b[0].keys() and all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
-    assert a[1] == b[1] and a[2] == b[2] and a[3].keys() == b[3].keys()
-    for i in a[3]:
-        assert all(np.array_equal(a[3][i][k], b[3][i][k]) for k in a[3][i])
 
 
 def refused(path, words, target=None):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import assert_same_state, snapshot
 
 from tinygrad_lm import GPT, CheckpointError, GPTConfig, load_checkpoint, save_checkpoint
 from tinygrad_lm.checkpoint import _checksum
@@ -50,23 +51,6 @@ def model_and_optimizer(seed=0, steps=1):
     return model, opt
 
 
-def snapshot(model, opt):
-    sd = opt.state_dict()
-    return (
-        {k: v.copy() for k, v in model.state_dict().items()},
-        [g.bit_generator.state for _, g in model.named_generators()],
-        sd["param_groups"],
-        {i: {k: np.copy(v) for k, v in s.items()} for i, s in sd["state"].items()},
-    )
-
-
-def assert_same(a, b):
-    assert a[0].keys() == b[0].keys() and all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
-    assert a[1] == b[1] and a[2] == b[2] and a[3].keys() == b[3].keys()
-    for i in a[3]:
-        assert a[3][i].keys() == b[3][i].keys() and all(np.array_equal(a[3][i][k], b[3][i][k]) for k in a[3][i])
-
-
 def refused(path, words, target=None):
     """Loading ``path`` raises CheckpointError naming the file and matching ``words``; the target
     model and optimizer are untouched."""
@@ -75,7 +59,7 @@ def refused(path, words, target=None):
     with pytest.raises(CheckpointError, match=words) as info:
         load_checkpoint(path, model, opt)
     assert str(path) in str(info.value)
-    assert_same(before, snapshot(model, opt))
+    assert_same_state(before, snapshot(model, opt))
     return str(info.value)
 
 
@@ -149,11 +133,11 @@ def test_every_sampled_bit_flip_is_refused_or_changes_nothing(good, tmp_path):
             load_checkpoint(bad, *target)
         except CheckpointError as error:
             assert str(bad) in str(error), error
-            assert_same(before, snapshot(*target))
+            assert_same_state(before, snapshot(*target))
             outcomes["refused"] += 1
         else:  # zip bookkeeping (a time stamp, ...): then exactly what was saved is loaded
             assert not any(position in r for r in content), f"a flip at {position} of stored content was not caught"
-            assert_same(saved, snapshot(*target))
+            assert_same_state(saved, snapshot(*target))
             outcomes["same state"] += 1
     assert outcomes["refused"] >= sum(any(p in r for r in content) for p in positions) > 60, outcomes
 
@@ -216,7 +200,7 @@ def test_trainer_refuses_a_corrupted_checkpoint_and_leaves_everything_as_it_was(
         trainer.run(resume=True)
     assert str(path) in str(info.value)
     assert trainer.step == 0 and trainer.history == []
-    assert_same(before, snapshot(model, trainer.optimizer))
+    assert_same_state(before, snapshot(model, trainer.optimizer))
     assert path.read_bytes() == bytes(data)  # the bad file is kept for a human to look at
     assert (path.parent / "metrics.jsonl").read_text() == '{"step": 1, "loss": 2.0}\n'
 
@@ -353,7 +337,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes_bit_for
     resumed = tiny_trainer(out, steps=6, seed=9)  # another init: everything must come from the file
     resumed.run(resume=True)
     assert resumed.step == 6
-    assert_same(snapshot(straight.model, straight.optimizer), snapshot(resumed.model, resumed.optimizer))
+    assert_same_state(snapshot(straight.model, straight.optimizer), snapshot(resumed.model, resumed.optimizer))
     assert metrics(out) == metrics(tmp_path / "straight")
 
 

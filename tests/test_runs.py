@@ -109,7 +109,9 @@ def test_a_run_claims_its_folder_with_its_step_0_checkpoint_before_it_trains(tmp
     trainer.save = lambda: (_ for _ in ()).throw(Killed())
     with pytest.raises(Killed):
         trainer.run(overwrite=True)
-    assert snapshot(out) == before
+    after = snapshot(out)
+    assert after.pop(".lock") != b"" and before.pop(".lock") is not None  # (the lock says who took it last)
+    assert after == before
 
     # Killed just after it (in its first batch): the folder is the new run, at step 0.
     trainer = tiny_trainer(out, steps=4, seed=2)
