@@ -91,10 +91,9 @@ def heatmap(
         scale = scale or 1.0
         rgb = _colors(array / scale, _DIVERGING)
         legend = f"blue -{_fmt(scale)} · white 0 · red +{_fmt(scale)}"
-    else:
-        scale = 1.0
-        rgb = _colors(array, _SEQUENTIAL)
-        legend = "white 0 · dark blue 1"
+    else:  # on a square-root scale: a row of small weights (attention spread over many keys) stays visible
+        rgb = _colors(np.sqrt(np.clip(array, 0.0, 1.0)), _SEQUENTIAL)
+        legend = "white 0 · dark blue 1 (square-root scale)"
     rgb[hidden] = (225, 225, 225)
     height, width = array.shape
     image = base64.b64encode(_png(rgb)).decode("ascii")
