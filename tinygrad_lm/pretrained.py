@@ -92,13 +92,14 @@ class PretrainedError(ValueError):
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_pretrained(path: str | os.PathLike, *, dropout: float | None = None) -> GPT:
+def load_pretrained(path: str | os.PathLike, *, dropout: float | None = None, seed: int = 0) -> GPT:
     """The GPT-2 in the Hugging Face folder ``path`` as a `GPT` with nanoGPT's names, in float32.
 
     ``dropout``: the rate to train with; by default the config's (``resid_pdrop``, ``embd_pdrop``
     and ``attn_pdrop``, which must then agree: this GPT has one rate). Sampling never drops out.
-    The config as read is kept on the model (``model.hf_config``) so that `save_pretrained` writes
-    it back with only what changed.
+    ``seed`` seeds the model's dropout stream (the weights are the file's). The config as read is
+    kept on the model (``model.hf_config``) so that `save_pretrained` writes it back with only what
+    changed.
     """
     from tinygrad_lm.model import GPT
 
@@ -107,7 +108,7 @@ def load_pretrained(path: str | os.PathLike, *, dropout: float | None = None) ->
     config = config_from_hf(raw_config, path, dropout)
     files = weight_files(path)
     state = read_weights(files, config, path)
-    model = GPT(config, seed=0)
+    model = GPT(config, seed=seed)
     model.load_state_dict(state)  # checked once more against the model itself, then copied
     model.hf_config = raw_config
     return model

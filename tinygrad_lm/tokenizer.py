@@ -194,6 +194,26 @@ class Tokenizer:
             special[token["content"]] = token["id"]
         return cls(vocab, pairs, special, add_prefix_space=bool(pre.get("add_prefix_space", False)))
 
+    # -- saving with a run -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this tokenizer, as JSON-like values: a run saves it in its
+        checkpoint, so sampling from the run needs only the checkpoint (``kind`` tells it from a
+        `CharTokenizer`'s)."""
+        merges = [list(pair) for pair, _ in sorted(self.ranks.items(), key=lambda item: item[1])]
+        return {"kind": "bpe", "vocab": self.vocab, "merges": merges, "special_tokens": self.special_tokens,
+                "add_prefix_space": self.add_prefix_space}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
+        """The tokenizer `to_dict` described (a `TokenizerError` if the description is malformed)."""
+        try:
+            merges = [(a, b) for a, b in d["merges"]]
+            return cls(d["vocab"], merges, d["special_tokens"], bool(d["add_prefix_space"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            if isinstance(error, TokenizerError):
+                raise
+            raise TokenizerError(f"tokenizer: a malformed saved tokenizer ({type(error).__name__}: {error})") from None
+
     # -- encoding ----------------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
