@@ -117,6 +117,8 @@ class Tokenizer:
         original files; ``<|endoftext|>`` is then special if the vocabulary has it, as in
         `transformers`' GPT2Tokenizer). A tokenizer of another kind is refused, naming the field."""
         path = os.fspath(path)
+        if not os.path.exists(path):
+            raise TokenizerError(f"tokenizer: {path}: no such folder")
         if not os.path.isdir(path):
             raise TokenizerError(f"tokenizer: {path} is not a folder (give the folder that holds tokenizer.json)")
         if os.path.isfile(os.path.join(path, "tokenizer.json")):
