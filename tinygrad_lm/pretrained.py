@@ -20,10 +20,13 @@ The two layouts differ in three ways, all handled here:
   when it is there it must equal ``wte.weight``, else the model is not one our GPT can represent.
 
 Everything is validated (config, every tensor's name, shape and dtype, missing and unexpected
-tensors) before a model is built: a bad folder raises `PretrainedError` in one line that names the
-problem, and nothing is half-loaded. Weights are read only from safetensors (a header of JSON and
-raw little-endian arrays): ``pytorch_model.bin`` is a pickle, which can run any code when loaded, so
-it is refused, never opened, with the command that converts it.
+tensors, from the files' headers) before a model is built: a bad folder raises `PretrainedError` in
+one line that names the problem, and nothing is half-loaded. The weights are then read one tensor at
+a time straight into the new model, so loading needs little more memory than the model itself.
+
+Weights are read only from safetensors (a header of JSON and raw little-endian arrays):
+``pytorch_model.bin`` is a pickle, which can run any code when loaded, so it is refused, never
+opened, with the command that converts it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinygrad_lm.model import GPTConfig
+from tinygrad_lm.nn import skip_init
 
 if TYPE_CHECKING:
     from tinygrad_lm.model import GPT
@@ -106,10 +110,10 @@ def load_pretrained(path: str | os.PathLike, *, dropout: float | None = None, se
     path = os.fspath(path)
     raw_config = read_config(path)
     config = config_from_hf(raw_config, path, dropout)
-    files = weight_files(path)
-    state = read_weights(files, config, path)
-    model = GPT(config, seed=seed)
-    model.load_state_dict(state)  # checked once more against the model itself, then copied
+    layout = read_layout(weight_files(path), config, path)  # every name, shape and dtype checked here
+    with skip_init():  # no random weights drawn: each is about to be overwritten
+        model = GPT(config, seed=seed)
+    copy_weights(layout, model)
     model.hf_config = raw_config
     return model
 
@@ -235,13 +239,17 @@ def hf_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 
 
-def read_weights(files: list[str], config: GPTConfig, path: str) -> dict[str, np.ndarray]:
-    """The weights in ``files`` as a nanoGPT state dict, every name, shape and dtype checked first
-    (from the files' headers, before any tensor is read); every problem is named in one line."""
+Layout = dict[str, tuple[str, str]]  # our short name (``h.0.ln_1.weight``) -> (file, key in it)
+
+
+def read_layout(files: list[str], config: GPTConfig, path: str) -> Layout:
+    """Where each weight is in ``files``, every name, shape and dtype checked against ``config`` from
+    the files' headers alone (no tensor is read), every problem named in one line. An ``lm_head.weight``
+    in the file is read and compared with ``wte.weight``: it must be the same matrix (tied)."""
     from safetensors import SafetensorError, safe_open
 
     expected = hf_shapes(config)
-    found: dict[str, tuple[str, str, tuple[int, ...], str]] = {}  # our short name -> (file, key, shape, dtype)
+    found: dict[str, tuple[str, str, tuple[int, ...], str]] = {}  # short name -> (file, key, shape, dtype)
     problems: list[str] = []
     try:
         for file in files:
@@ -272,16 +280,40 @@ def read_weights(files: list[str], config: GPTConfig, path: str) -> dict[str, np
         problems.append(f"unexpected tensors (not GPT-2's): {_few(unexpected)}")
     if problems:
         raise PretrainedError(f"from_pretrained: the weights in {path} do not fit its config: {'; '.join(problems)}")
-    hf: dict[str, np.ndarray] = {}
-    for name, (file, key, _, _) in found.items():
+    layout = {name: (file, key) for name, (file, key, _, _) in found.items()}
+    if "lm_head.weight" in layout:
+        head, embedding = _read(*layout.pop("lm_head.weight")), _read(*layout["wte.weight"])
+        if not np.array_equal(head, embedding):
+            raise PretrainedError(
+                f"from_pretrained: {path}: lm_head.weight differs from wte.weight; this GPT's unembedding is its "
+                "token embedding (tied), so an untied output layer cannot be represented"
+            )
+    return layout
+
+
+def copy_weights(layout: Layout, model: GPT) -> None:
+    """Read each weight of ``layout`` into ``model`` (a new one), one tensor at a time, so that at most
+    one tensor is held besides the model; Conv1D weights are transposed on the way (and converted to
+    the model's float32)."""
+    from safetensors import safe_open
+
+    parameters = dict(model.named_parameters())
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for name, (file, key) in layout.items():
+        by_file.setdefault(file, []).append((name, key))
+    for file, names in by_file.items():
         with safe_open(file, framework="np") as f:
-            hf[name] = f.get_tensor(key)
-    if "lm_head.weight" in hf and not np.array_equal(hf.pop("lm_head.weight"), hf["wte.weight"]):
-        raise PretrainedError(
-            f"from_pretrained: {path}: lm_head.weight differs from wte.weight; this GPT's unembedding is its token "
-            "embedding (tied), so an untied output layer cannot be represented"
-        )
-    return {f"transformer.{name}": (array.T if name.endswith(CONV1D) else array) for name, array in hf.items()}
+            for name, key in names:
+                array = f.get_tensor(key)
+                target = parameters[f"transformer.{name}"].data
+                np.copyto(target, array.T if name.endswith(CONV1D) else array, casting="unsafe")
+
+
+def _read(file: str, key: str) -> np.ndarray:
+    from safetensors import safe_open
+
+    with safe_open(file, framework="np") as f:
+        return f.get_tensor(key)
 
 
 def _few(names: list[str], count: int = 4) -> str:
@@ -372,6 +404,9 @@ def _write_atomically(path: str, write: Callable[[str], None]) -> None:
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
     try:
         write(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as an ordinary new file (the safetensors writer makes it 0600)
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
