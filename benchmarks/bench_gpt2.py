@@ -19,8 +19,10 @@ engine and torch alternating round by round (a shared machine drifts; medians ov
     python benchmarks/bench_gpt2.py                                          # this engine only
 
 ``--torch-python``: a Python with torch and transformers (never this project's dependencies); the
-torch side is skipped without it. Threads: each side uses its library's default (OpenBLAS / torch
-intra-op threads: the machine's cores).
+torch side is skipped without it. ``--threads N`` (default 1): the BLAS and torch threads of both
+sides. On a shared 2-core machine one thread each measures the code; with two, both sides' threads
+wait on the other tenants (a step varied tenfold between rounds), and ``--threads 0`` keeps each
+library's default.
 """
 
 from __future__ import annotations
@@ -141,8 +143,10 @@ def make_folder(folder: str) -> None:
     GPT(GPTConfig(**SHAPE, dropout=0.0), seed=0).save_pretrained(folder)
 
 
-def run_worker(python: str, side: str, task: str, folder: str) -> dict:
+def run_worker(python: str, side: str, task: str, folder: str, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if threads:  # numpy's BLAS and torch's intra-op pool both read these at start-up
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     command = [python, os.path.abspath(__file__), "--worker", side, "--task", task, "--folder", folder]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
     if done.returncode != 0:
@@ -189,6 +193,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch-python", help="a Python with torch + transformers (the torch side is skipped without)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads per side (0: the defaults)")
     parser.add_argument("--only", default="load,generate,train,tokenizer")
     parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "gpt2-124m-random"),
                         help="the GPT-2 folder to measure (written first, random 124M, if it has no weights)")
@@ -207,7 +212,7 @@ def main() -> None:
     for round_number in range(args.rounds):
         for task in [p for p in ("load", "generate", "train") if p in parts]:
             for side, python in sides if round_number % 2 == 0 else sides[::-1]:  # alternate who goes first
-                measured = run_worker(python, side, task, args.folder)
+                measured = run_worker(python, side, task, args.folder, args.threads)
                 results.setdefault((side, task), []).append(measured)
                 shown = json.dumps({key: round(value, 3) for key, value in measured.items()})
                 print(f"round {round_number + 1} {side:6s} {task:8s} {shown}", flush=True)
@@ -215,7 +220,8 @@ def main() -> None:
     if not results:
         rows = []
     else:
-        print(f"\nmedians over {args.rounds} rounds ({args.folder}; {os.cpu_count()} cores):")
+        threads = f"{args.threads} thread(s) per side" if args.threads else "default threads"
+        print(f"\nmedians over {args.rounds} rounds ({args.folder}; {os.cpu_count()} cores, {threads}):")
         rows = [("load", "load_s", "load: seconds"), ("load", "peak_mib", "load: peak memory, MiB"),
                 ("generate", "tokens_per_s", f"generate {new_tokens} tokens after {prompt_length}, KV cache: tokens/s"),
                 ("train", "step_s", f"train step B=1 T={T}: seconds"),
