@@ -386,6 +386,19 @@ def saved_meta(out: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------------
 
 
+def decode(tokenizer: Any, ids: Any) -> str:
+    """The text of generated ``ids``. A model's vocabulary may be larger than its tokenizer's (GPT-2s
+    trained with nanoGPT pad 50257 to 50304): an id the tokenizer lacks is shown as U+FFFD."""
+    text, run = [], []
+    for i in ids:
+        if int(i) < tokenizer.vocab_size:
+            run.append(int(i))
+        else:
+            text += [tokenizer.decode(run), "\ufffd"]
+            run = []
+    return "".join(text) + tokenizer.decode(run)
+
+
 def write_samples(model: GPT, task: Any, path: str, seed: int) -> str:
     """samples.txt: held-out problems with the model's answers, or text continued from prompts."""
     rng = stream(seed, SAMPLE_STREAM, 0)
@@ -400,7 +413,7 @@ def write_samples(model: GPT, task: Any, path: str, seed: int) -> str:
         for i in range(6):
             prompt = task.prompt(rng)
             out = model.generate(prompt[None], max_new_tokens=120, temperature=1.0, seed=seed + i)[0]
-            lines.append(task.tokenizer.decode(out).rstrip("\n") + "\n---")
+            lines.append(decode(task.tokenizer, out).rstrip("\n") + "\n---")
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
         f.write(text)
@@ -422,7 +435,7 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
     notes = ["row: query, column: key"]
     split = None
     if hasattr(task, "tokenizer"):  # one label per token: a character, or a BPE piece such as " cat"
-        pieces = [task.tokenizer.decode([i]) for i in shown[0]]
+        pieces = [decode(task.tokenizer, [i]) for i in shown[0]]
         tokens = [piece.replace(" ", "_").replace("\n", "\\n") for piece in pieces]
         if any(" " in piece for piece in pieces):
             notes.append("'_' is a space")
@@ -492,7 +505,7 @@ def sample_text(model: GPT, tokenizer: Any, args: argparse.Namespace) -> None:
     out = model.generate(prompt[None], max_new_tokens=args.tokens, temperature=args.temperature, top_k=args.top_k,
                          seed=args.seed)  # fmt: skip
     seconds = time.perf_counter() - started
-    print(tokenizer.decode(out[0]))
+    print(decode(tokenizer, out[0]))
     print(f"{args.tokens} tokens in {seconds:.2f} s: {args.tokens / seconds:.1f} tokens/s (with the KV cache)",
           file=sys.stderr)  # fmt: skip
 

@@ -3,6 +3,7 @@ fine-tune that resumes bit for bit and samples from its checkpoint alone, and re
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ from test_demo import demo
 
 from tinygrad_lm import GPT, load_checkpoint
 from tinygrad_lm.tokenizer import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import demo as demo_module  # noqa: E402  (demo.py is a script at the root, not a package module)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny_gpt2"
 TEXT = FIXTURE.parent / "tiny_gpt2_text.txt"
@@ -73,3 +77,11 @@ def test_mistakes_with_pretrained_get_one_line_and_write_nothing(tmp_path):
         assert result.stderr.startswith("demo: ") and needle in result.stderr, (args, result.stderr)
         assert result.stderr.count("\n") == 1, result.stderr
         assert not out.exists(), args
+
+
+def test_ids_past_the_tokenizers_vocabulary_show_as_replacement_characters():
+    """A model may have more token ids than its tokenizer (a vocabulary padded to a round number):
+    what it samples there is shown, not a crash."""
+    tokenizer = Tokenizer.from_pretrained(FIXTURE)
+    ids = tokenizer.encode("a cat")
+    assert demo_module.decode(tokenizer, [*ids, 400, 50303, *ids]) == "a cat\ufffd\ufffda cat"

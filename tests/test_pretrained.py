@@ -344,3 +344,11 @@ def test_sharded_weights_load_through_their_index(model, tmp_path):
         np.testing.assert_array_equal(loaded.state_dict()[name], array)
     (folder / "model-00002-of-00002.safetensors").unlink()
     refused(folder, "model-00002-of-00002.safetensors: no such file")
+
+
+def test_half_precision_weights_load_as_float32(model, tmp_path):
+    folder = copy_fixture(tmp_path, tensors=lambda t: {k: v.astype(np.float16) for k, v in t.items()})
+    half = GPT.from_pretrained(folder)
+    assert all(p.dtype == np.float32 for p in half.parameters())
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(half.state_dict()[name], array.astype(np.float16).astype(np.float32))
