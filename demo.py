@@ -8,6 +8,9 @@
     python demo.py --out runs/grammar --overwrite               # start over where a run is (it is replaced)
     python demo.py --out runs/grammar --sample "the cat"        # sample from a trained model
     python demo.py --out runs/grammar --explain "a dog ran."    # one training step on it, explained
+    python demo.py --pretrained gpt2 --sample "The cat"         # GPT-2 from a Hugging Face folder
+    python demo.py --pretrained gpt2 --text notes.txt --steps 100 --out runs/notes   # fine-tune it
+    python demo.py --pretrained gpt2 --explain "The cat sat." --out runs/gpt2        # GPT-2's step, explained
 
 Every run writes into its --out folder (default runs/<task>/): summary.json, metrics.jsonl,
 checkpoint.npz, loss.png, attention.png, graph.svg (one training step's graph, by module),
@@ -32,7 +35,7 @@ import numpy as np
 
 from tinygrad_lm import GPT, GPTConfig, load_checkpoint
 from tinygrad_lm.optim import warmup_cosine_lr
-from tinygrad_lm.tasks import TASKS, CharTokenizer, TextTask
+from tinygrad_lm.tasks import TASKS, TextTask, tokenizer_from_dict
 from tinygrad_lm.train import (
     CHECKPOINT_NAME,
     SAMPLE_STREAM,
@@ -54,11 +57,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "reverse": dict(n_layer=2, n_head=4, n_embd=64, steps=1500, batch_size=64, lr=3e-3),
     "add": dict(n_layer=2, n_head=4, n_embd=64, steps=2500, batch_size=64, lr=3e-3),
 }
+# Fine-tuning a pretrained GPT-2 (--pretrained with --text): its shape is the folder's; a context of
+# 128 tokens (or the model's, if shorter) keeps a step of the 124M model within seconds on a CPU, and a
+# small learning rate moves the weights without forgetting what they knew.
+PRETRAINED_DEFAULTS: dict[str, Any] = dict(block_size=128, steps=100, batch_size=4, lr=1e-4)
 
 
 # Options that shape a run; on --resume they come from the checkpoint instead (and are named as ignored).
 RUN_SETTINGS = ("task", "seed", "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "lr",
-                "warmup_steps", "lr_decay_steps", "eval_every", "checkpoint_every", "digits", "length")  # fmt: skip
+                "warmup_steps", "lr_decay_steps", "eval_every", "checkpoint_every", "digits", "length",
+                "pretrained")  # fmt: skip
 OPTION_DEFAULTS = {"seed": 0, "dropout": 0.0, "eval_every": 250, "checkpoint_every": 250, "digits": 2, "length": 6}
 
 
@@ -112,7 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     what.add_argument("--task", choices=sorted(TASKS) + ["text"], default=None,
                       help="grammar (default): sentences like 'a cat sat on the mat.', with a known best possible "
                       "loss; sort / reverse: lists of digits; add: n-digit addition; text: needs --text")  # fmt: skip
-    what.add_argument("--text", metavar="FILE", help="train a character-level model on this UTF-8 text file")
+    what.add_argument("--text", metavar="FILE", help="train a character-level model on this UTF-8 text file "
+                      "(with --pretrained: fine-tune that model on it, in its own tokens)")  # fmt: skip
+    what.add_argument("--pretrained", metavar="DIR",
+                      help="a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json or vocab.json "
+                      "+ merges.txt, as 'hf download gpt2 --local-dir gpt2' fetches it): --sample from it, or "
+                      "fine-tune it on --text FILE")  # fmt: skip
     what.add_argument("--digits", type=_integer(1, 9), help="add: digits per number, 1-9 (default 2)")
     what.add_argument("--length", type=_integer(1, 64), help="sort / reverse: digits per list, 1-64 (default 6)")
     run = parser.add_argument_group("the run")
@@ -125,11 +138,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument(
         "--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing it"
     )
-    run.add_argument("--sample", metavar="PROMPT", help="only sample from the checkpoint in --out, from PROMPT")
-    run.add_argument("--tokens", type=_integer(1), default=200, help="--sample: how many characters to generate")
+    run.add_argument("--sample", metavar="PROMPT",
+                     help="only sample from the checkpoint in --out (or --pretrained DIR), from PROMPT")  # fmt: skip
+    run.add_argument("--tokens", type=_integer(1), default=200,
+                     help="--sample: how many tokens to generate (characters, in a character-level model)")
+    run.add_argument("--temperature", type=_number(0.0), default=1.0,
+                     help="--sample: divide the logits by this before sampling; 0 always takes the most likely token")
+    run.add_argument("--top-k", type=_integer(1), help="--sample: draw only from the K most likely tokens")
     run.add_argument(
-        "--explain", metavar="TEXT", help="write walkthrough.html in --out: one training step of its model on TEXT, "
-        "forward and backward, with every number (sort/add: TEXT gives the digits)",
+        "--explain", metavar="TEXT", help="write walkthrough.html in --out: one training step of its model (or of "
+        "--pretrained DIR) on TEXT, forward and backward, with every number (sort/add: TEXT gives the digits)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and optimisation (task defaults unless given)")
@@ -161,7 +179,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--sample only reads the checkpoint in --out: it cannot be combined with --resume or --overwrite")
     if args.explain is not None and (args.resume or args.overwrite or args.sample is not None):
         parser.error("--explain explains the model trained in --out: give it without --resume, --overwrite, --sample")
-    args.task = "text" if args.text else (args.task or "grammar")
+    if args.pretrained is not None:
+        if args.task not in (None, "text"):
+            parser.error(f"--pretrained fine-tunes on a --text FILE, not on --task {args.task}")
+        shaped = [f"--{name.replace('_', '-')}" for name in ("n_layer", "n_head", "n_embd") if getattr(args, name)]
+        if shaped:
+            parser.error(f"{', '.join(shaped)}: the model's shape comes from --pretrained {args.pretrained}")
+        if args.sample is not None and (args.text or args.out):
+            parser.error("--sample with --pretrained samples from that folder: give no --text or --out with it")
+        if args.explain is not None and args.text:
+            parser.error("--explain with --pretrained explains that model on its TEXT: give no --text with it")
+        if args.sample is None and args.explain is None and not args.text and not args.resume:
+            parser.error("--pretrained DIR needs --sample PROMPT (generate), --text FILE (fine-tune on that text) "
+                         "or --explain TEXT (one training step, explained)")  # fmt: skip
+    args.task = "text" if args.text or args.pretrained else (args.task or "grammar")
+    if args.pretrained and args.explain is not None and not args.out:  # its page goes to runs/<the folder's name>
+        args.out = os.path.join("runs", os.path.basename(os.path.normpath(args.pretrained)) or "pretrained")
     args.out = args.out or os.path.join("runs", args.task)
     return args
 
@@ -224,19 +257,52 @@ def build_task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Any:
             "text back, or start a new run on this one (--overwrite, or another --out)"
         )
     args.text_sha256 = digest
-    tokenizer = CharTokenizer.from_dict(saved["tokenizer"]) if saved else None
+    if saved:
+        tokenizer = tokenizer_from_dict(saved["tokenizer"])
+    elif args.pretrained:
+        tokenizer = pretrained_tokenizer(args.pretrained)
+    else:
+        tokenizer = None
     try:
-        return TextTask(text, tokenizer=tokenizer, **options)
+        task = TextTask(text, tokenizer=tokenizer, **options)
     except ValueError as error:
         if "too short" in str(error):
+            count = f"{len(text)} characters" if tokenizer is None else str(error).split(": ", 1)[1].split(" is ")[0]
             raise DemoError(
-                f"--text {args.text} has {len(text)} characters, too few for --block-size {options['block_size']} "
+                f"--text {args.text} has {count}, too few for --block-size {options['block_size']} "
                 f"(at least {2 * (options['block_size'] + 1)} needed); give a longer text or a smaller --block-size"
             ) from None
         raise DemoError(f"--text {args.text}: {error}") from None
+    return task
+
+
+def pretrained_tokenizer(path: str) -> Any:
+    """GPT-2's tokenizer from the --pretrained folder, or a DemoError saying what is wrong with it."""
+    from tinygrad_lm.tokenizer import Tokenizer
+
+    try:
+        return Tokenizer.from_pretrained(path)
+    except ValueError as error:
+        raise DemoError(f"--pretrained {path}: {error}") from None
+
+
+def pretrained_config(path: str) -> GPTConfig:
+    """The shape of the GPT-2 in the --pretrained folder, read from its config.json alone (checked)."""
+    from tinygrad_lm.pretrained import config_from_hf, read_config
+
+    try:
+        return config_from_hf(read_config(path), path, dropout=0.0)
+    except ValueError as error:
+        raise DemoError(str(error)) from None
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task == "text" and args.pretrained:  # windows no longer than the model's context
+        limit = pretrained_config(args.pretrained).block_size
+        if args.block_size is not None and args.block_size > limit:
+            raise DemoError(f"--block-size {args.block_size} is longer than the context of --pretrained "
+                            f"{args.pretrained} ({limit} tokens)")  # fmt: skip
+        return {"block_size": _given(args.block_size, min(PRETRAINED_DEFAULTS["block_size"], limit))}
     if args.task in ("grammar", "text"):
         return {"block_size": _given(args.block_size, DEFAULTS[args.task]["block_size"])}
     if args.task == "add":
@@ -269,7 +335,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """A fresh run's settings. Its learning-rate schedule fits the run: warmup for a tenth of the
     steps (at most 100), then cosine decay to a tenth of the peak at the last step, unless
     --warmup-steps / --lr-decay-steps say otherwise."""
-    d = DEFAULTS[args.task]
+    d = PRETRAINED_DEFAULTS if args.pretrained else DEFAULTS[args.task]
     steps = _given(args.steps, d["steps"])
     lr = _given(args.lr, d["lr"])
     decay = _given(args.lr_decay_steps, steps)
@@ -344,6 +410,19 @@ def saved_meta(out: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------------
 
 
+def decode(tokenizer: Any, ids: Any) -> str:
+    """The text of generated ``ids``. A model's vocabulary may be larger than its tokenizer's (GPT-2s
+    trained with nanoGPT pad 50257 to 50304): an id the tokenizer lacks is shown as U+FFFD."""
+    text, run = [], []
+    for i in ids:
+        if int(i) < tokenizer.vocab_size:
+            run.append(int(i))
+        else:
+            text += [tokenizer.decode(run), "\ufffd"]
+            run = []
+    return "".join(text) + tokenizer.decode(run)
+
+
 def write_samples(model: GPT, task: Any, path: str, seed: int) -> str:
     """samples.txt: held-out problems with the model's answers, or text continued from prompts."""
     rng = stream(seed, SAMPLE_STREAM, 0)
@@ -358,7 +437,7 @@ def write_samples(model: GPT, task: Any, path: str, seed: int) -> str:
         for i in range(6):
             prompt = task.prompt(rng)
             out = model.generate(prompt[None], max_new_tokens=120, temperature=1.0, seed=seed + i)[0]
-            lines.append(task.tokenizer.decode(out).rstrip("\n") + "\n---")
+            lines.append(decode(task.tokenizer, out).rstrip("\n") + "\n---")
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
         f.write(text)
@@ -379,10 +458,10 @@ def write_pictures(model: GPT, task: Any, history: list[dict[str, Any]], out: st
     shown = idx[:, :24]  # a causal model attends within a prefix exactly as within the whole
     notes = ["row: query, column: key"]
     split = None
-    if hasattr(task, "tokenizer"):
-        text = task.tokenizer.decode(shown[0])
-        tokens = [{" ": "_", "\n": "\\n"}.get(c, c) for c in text]
-        if " " in text:
+    if hasattr(task, "tokenizer"):  # one label per token: a character, or a BPE piece such as " cat"
+        pieces = [decode(task.tokenizer, [i]) for i in shown[0]]
+        tokens = [piece.replace(" ", "_").replace("\n", "\\n") for piece in pieces]
+        if any(" " in piece for piece in pieces):
             notes.append("'_' is a space")
     else:
         tokens = [str(i) for i in shown[0]]
@@ -415,9 +494,25 @@ def load_run(out: str) -> tuple[dict[str, Any], dict[str, Any], GPT]:
     return saved, settings, model
 
 
+def load_pretrained(directory: str) -> tuple[GPT, Any]:
+    """A Hugging Face GPT-2 folder's model and tokenizer (a PretrainedError, a ValueError, says what is wrong)."""
+    started = time.perf_counter()
+    model = GPT.from_pretrained(directory)
+    tokenizer = pretrained_tokenizer(directory)
+    n_params = sum(p.size for p in model.parameters())
+    print(f"loaded {directory}: {model.config.n_layer} layers, width {model.config.n_embd}, "
+          f"{n_params:,} parameters, in {time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+    return model, tokenizer
+
+
 def sample_only(args: argparse.Namespace) -> None:
-    """``--sample PROMPT``: load the checkpoint in --out and print what the model makes of PROMPT.
-    Needs only the checkpoint: a text run's vocabulary is in it, not in its text file."""
+    """``--sample PROMPT``: load the checkpoint in --out (or the --pretrained folder) and print what
+    the model makes of PROMPT. Needs only the checkpoint: a text run's vocabulary is in it, not in its
+    text file (a fine-tuned GPT-2's BPE too)."""
+    if args.pretrained:
+        model, tokenizer = load_pretrained(args.pretrained)
+        sample_text(model, tokenizer, args)
+        return
     saved, settings, model = load_run(args.out)
     model.eval()
     task = settings["task"]
@@ -428,9 +523,27 @@ def sample_only(args: argparse.Namespace) -> None:
         answer = np.asarray(model.generate(np.array([digits]), task.n_out, top_k=1))[0, task.n_in :]
         print(task.describe(digits, answer))
         return
-    tokenizer = task.tokenizer if task is not None else CharTokenizer.from_dict(saved["tokenizer"])
-    prompt = tokenizer.encode(args.sample)  # unknown characters: a clear error
-    print(tokenizer.decode(model.generate(prompt[None], max_new_tokens=args.tokens, seed=args.seed)[0]))
+    tokenizer = task.tokenizer if task is not None else tokenizer_from_dict(saved["tokenizer"])
+    sample_text(model, tokenizer, args)
+
+
+def sample_text(model: GPT, tokenizer: Any, args: argparse.Namespace) -> None:
+    """Print PROMPT continued by --tokens tokens (KV-cached generation), and the speed on stderr."""
+    prompt = np.asarray(tokenizer.encode(args.sample), dtype=np.int64)  # unknown characters: a clear error
+    if prompt.size == 0:
+        start = getattr(tokenizer, "special_tokens", {}).get("<|endoftext|>")
+        if start is None:
+            raise DemoError("--sample needs a prompt of at least one character")
+        prompt = np.array([start])  # GPT-2's convention: an empty prompt starts after an end of text
+    if int(prompt.max()) >= model.config.vocab_size:
+        raise DemoError(f"the tokenizer gave id {int(prompt.max())}, but the model knows {model.config.vocab_size}")
+    started = time.perf_counter()
+    out = model.generate(prompt[None], max_new_tokens=args.tokens, temperature=args.temperature, top_k=args.top_k,
+                         seed=args.seed)  # fmt: skip
+    seconds = time.perf_counter() - started
+    print(decode(tokenizer, out[0]))
+    print(f"{args.tokens} tokens in {seconds:.2f} s: {args.tokens / seconds:.1f} tokens/s (with the KV cache)",
+          file=sys.stderr)  # fmt: skip
 
 
 def write_walkthrough(
@@ -461,19 +574,27 @@ def write_walkthrough(
 
 
 def explain_only(args: argparse.Namespace) -> None:
-    """``--explain TEXT``: walkthrough.html for the model in --out, on TEXT. Needs only the checkpoint."""
-    saved, settings, model = load_run(args.out)
-    task = settings["task"]
-    if task is None:  # a text run: its tokenizer is in the checkpoint (the text file is not needed)
-        block_size = saved["task_options"].get("block_size", settings["config"].block_size)
-        tokenizer = CharTokenizer.from_dict(saved["tokenizer"])
-        task = SimpleNamespace(name="text", exact=False, tokenizer=tokenizer, block_size=block_size)
-    train = settings["train"]
-    step = saved["step"]
-    lr = warmup_cosine_lr(step, train.learning_rate, train.warmup_steps, train.lr_decay_steps, train.min_lr)
+    """``--explain TEXT``: walkthrough.html for the model in --out (or the --pretrained folder's,
+    written into --out), on TEXT. Needs only the checkpoint."""
+    if args.pretrained:  # a GPT-2 as downloaded: fresh Adam moments, fine-tuning's default rate
+        check_out(args.out)
+        model, tokenizer = load_pretrained(args.pretrained)
+        task = SimpleNamespace(name="gpt2", exact=False, tokenizer=tokenizer, block_size=model.config.block_size)
+        lr, optimizer_state = PRETRAINED_DEFAULTS["lr"], None
+    else:
+        saved, settings, model = load_run(args.out)
+        task = settings["task"]
+        if task is None:  # a text run: its tokenizer is in the checkpoint (the text file is not needed)
+            block_size = saved["task_options"].get("block_size", settings["config"].block_size)
+            tokenizer = tokenizer_from_dict(saved["tokenizer"])
+            task = SimpleNamespace(name="text", exact=False, tokenizer=tokenizer, block_size=block_size)
+        train = settings["train"]
+        lr = warmup_cosine_lr(saved["step"], train.learning_rate, train.warmup_steps, train.lr_decay_steps,
+                              train.min_lr)  # fmt: skip (the rate the run's next step would take)
+        optimizer_state = saved["optimizer"]
     started = time.perf_counter()
     with run_lock(args.out):
-        written = write_walkthrough(model, task, args.out, text=args.explain, lr=lr, optimizer_state=saved["optimizer"])
+        written = write_walkthrough(model, task, args.out, text=args.explain, lr=lr, optimizer_state=optimizer_state)
     size = os.path.getsize(written) / 1e6
     print(f"wrote {written} ({size:.1f} MB, {time.perf_counter() - started:.1f} s): open it in a browser")
 
@@ -497,6 +618,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"demo: {error}") from None
 
 
+def load_pretrained_model(path: str, dropout: float, seed: int) -> GPT:
+    """The GPT-2 in ``path`` with the run's dropout, its dropout stream seeded by the run's seed."""
+    from tinygrad_lm.pretrained import load_pretrained
+
+    try:
+        return load_pretrained(path, dropout=dropout, seed=seed)
+    except ValueError as error:
+        raise DemoError(str(error)) from None
+
+
 def train(args: argparse.Namespace) -> int:
     check_out(args.out)
     path = os.path.join(args.out, CHECKPOINT_NAME)
@@ -515,9 +646,21 @@ def train(args: argparse.Namespace) -> int:
     else:
         if not args.resume and not args.overwrite:
             refuse_an_existing_run(args.out)
+        if args.task == "text" and not args.text:
+            raise DemoError(f"--pretrained {args.pretrained} needs --text FILE to train on ({args.out} holds no run)")
         task = build_task(args, None)
-        config, tconfig = model_config(args, task), train_config(args)
+        config = pretrained_config(args.pretrained) if args.pretrained else model_config(args, task)
+        tconfig = train_config(args)
+    pretrained = saved.get("pretrained") if saved else (os.path.abspath(args.pretrained) if args.pretrained else None)
+    model = None
+    if pretrained and not saved:  # a fresh fine-tune starts from the folder's weights (all checked before any write)
+        model = load_pretrained_model(args.pretrained, args.dropout, tconfig.seed)
+        config = model.config
+    if pretrained and task.vocab_size > config.vocab_size:
+        raise DemoError(f"the tokenizer of {pretrained} has {task.vocab_size} tokens, the model {config.vocab_size}")
     meta = {"task": args.task, "task_options": saved["task_options"] if saved else task_options(args)}
+    if pretrained:
+        meta["pretrained"] = pretrained
     if hasattr(task, "tokenizer"):
         meta["tokenizer"] = task.tokenizer.to_dict()
     if args.text:
@@ -526,9 +669,12 @@ def train(args: argparse.Namespace) -> int:
     with run_lock(args.out):  # held until the results are written: no other run writes here meanwhile
         if saved and args.given:
             print(f"demo: resuming with the run's saved settings; ignoring {', '.join(args.given)}", file=sys.stderr)
-        model = GPT(config, seed=tconfig.seed)
+        if model is None:  # (a resumed run's weights come from its checkpoint)
+            model = GPT(config, seed=tconfig.seed)
         n_params = sum(p.size for p in model.parameters())
         print(f"task {args.task}: {task.__doc__.strip().splitlines()[0].replace('``', '')}")
+        if pretrained:
+            print(f"fine-tuning GPT-2 from {pretrained}, in its own tokens (byte-level BPE)")
         print(
             f"model: {config.n_layer} layers, {config.n_head} heads, width {config.n_embd}, context "
             f"{config.block_size}, {n_params:,} parameters; {tconfig.steps} steps of {tconfig.batch_size} sequences"
@@ -562,6 +708,8 @@ def write_results(
     }  # fmt: skip
     if getattr(task, "entropy_floor", None):
         summary["entropy_floor"] = task.entropy_floor
+    if trainer.meta.get("pretrained"):
+        summary["pretrained"] = trainer.meta["pretrained"]
     seed = tconfig.seed  # the run's own seed (a resumed run keeps the one it started with)
     if task.exact:
         summary["accuracy"] = task.evaluate(model, 1000, stream(seed, SAMPLE_STREAM, 2))

@@ -16,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("bench_train_step.py", ["--configs", "tiny", "--steps", "2", "--warmup", "1"], ["ms/step", "tiny"]),
         ("profile_step.py", ["--steps", "2", "--top", "3"], ["ms per step", "in primitives", "matmul"]),
         ("compare_checkouts.py", [".", ".", "--rounds", "1", "--steps", "2", "--warmup", "1"], ["b/a", "backward"]),
+        ("bench_gpt2.py", ["--folder", "tests/fixtures/tiny_gpt2", "--rounds", "1"], ["tokens/s", "train step B=1"]),
     ],
 )
 def test_benchmark_script_prints_its_table(script, args, expected):

@@ -206,3 +206,21 @@ def test_exact_tasks_explain_a_question_and_its_answer(tmp_path, task):
     data = json.loads(re.search(r"id='walkthrough-data'>(.*?)</script>", page, re.S).group(1))
     n_in = 6 if task == "sort" else 4
     assert data["targets"][: n_in - 1] == [-1] * (n_in - 1) and all(t >= 0 for t in data["targets"][n_in - 1 :])
+
+
+def test_a_hugging_face_gpt2_folder_is_explained_in_its_own_bpe_tokens(tmp_path):
+    fixture = ROOT / "tests" / "fixtures" / "tiny_gpt2"
+    out = tmp_path / "gpt2"
+    assert demo_main("--pretrained", fixture, "--explain", "The cat sat on the mat.", "--out", out)[0] == 0
+    page = (out / "walkthrough.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r"id='walkthrough-data'>(.*?)</script>", page, re.S).group(1))
+    from tinygrad_lm.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_pretrained(fixture)
+    ids = tokenizer.encode("The cat sat on the mat.")
+    assert data["ids"] == ids[:-1] and data["targets"] == ids[1:]
+    assert "".join(data["tokens"]) + tokenizer.decode(ids[-1:]) == "The cat sat on the mat."
+    model = GPT.from_pretrained(fixture)
+    with ag.no_grad(), model.evaluating():  # (GPT-2's config trains with dropout; a walkthrough step has none)
+        _, loss = model(np.asarray(ids[:-1])[None], np.asarray(ids[1:])[None])
+    assert data["loss"] == loss.item() and data["update"]["loss_after"] < data["update"]["loss_before"]

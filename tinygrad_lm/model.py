@@ -20,6 +20,7 @@ Shapes in comments: ``B`` batch, ``T`` time, ``C`` = n_embd, ``nh`` heads, ``hs 
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -270,6 +271,27 @@ class GPT(Module):
         from tinygrad_lm.generate import generate
 
         return generate(self, idx, max_new_tokens, temperature, top_k, seed, use_cache)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, dropout: float | None = None) -> GPT:
+        """The GPT-2 in a local Hugging Face folder (``config.json`` + ``model.safetensors``, as
+        ``hf download gpt2`` fetches it), with nanoGPT's names: see `tinygrad_lm.pretrained`.
+
+        Everything is checked before the model is built; a folder this GPT cannot represent, or whose
+        weights are pickled (``pytorch_model.bin``, never opened), raises ``PretrainedError`` (a
+        ``ValueError``) in one line that says why. ``dropout``: the rate to train with (default: the
+        config's)."""
+        from tinygrad_lm.pretrained import load_pretrained
+
+        return load_pretrained(path, dropout=dropout)
+
+    def save_pretrained(self, path: str | os.PathLike) -> str:
+        """Write ``config.json`` + ``model.safetensors`` into the folder ``path``, as
+        ``GPT2LMHeadModel.save_pretrained`` does: ``transformers`` loads it with the same logits (and
+        trains it further, on many GPUs with ``accelerate``). Returns ``path``."""
+        from tinygrad_lm.pretrained import save_pretrained
+
+        return save_pretrained(self, path)
 
     def configure_optimizers(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8

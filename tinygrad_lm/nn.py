@@ -422,6 +422,29 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
 
 
+_SKIPPING_INIT = False
+
+
+@contextmanager
+def skip_init() -> Iterator[None]:
+    """Inside, new `Linear` and `Embedding` weights start as zeros instead of random draws: for a
+    model whose weights are loaded right after (`GPT.from_pretrained`), as torch's ``skip_init``.
+    Drawing GPT-2's 124M normal numbers (in float64, then converted) takes seconds and a gigabyte,
+    all of it overwritten at once; zeros cost nothing until written. The random streams are not
+    advanced."""
+    global _SKIPPING_INIT
+    previous, _SKIPPING_INIT = _SKIPPING_INIT, True
+    try:
+        yield
+    finally:
+        _SKIPPING_INIT = previous
+
+
+def _normal(rng: np.random.Generator | None, std: float, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """normal(0, std) numbers of ``shape`` from ``rng`` (zeros of ``dtype`` inside `skip_init`)."""
+    return np.zeros(shape, dtype) if _SKIPPING_INIT else _rng(rng).normal(0.0, std, shape)
+
+
 class Linear(Module):
     """``y = x W^T + b``, ``W`` of shape (out_features, in_features), initialised normal(0, std)
     (GPT-2's 0.02 by default) from ``rng``; ``b`` zeros."""
@@ -438,7 +461,7 @@ class Linear(Module):
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = parameter(_rng(rng).normal(0.0, std, (out_features, in_features)), dtype)
+        self.weight = parameter(_normal(rng, std, (out_features, in_features), dtype), dtype)
         self.bias = parameter(np.zeros(out_features), dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -467,7 +490,7 @@ class Embedding(Module):
     ) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = parameter(_rng(rng).normal(0.0, std, (num_embeddings, embedding_dim)), dtype)
+        self.weight = parameter(_normal(rng, std, (num_embeddings, embedding_dim), dtype), dtype)
 
     def forward(self, ids: Any) -> Tensor:
         return self.weight[ids]  # (*ids.shape, embedding_dim)

@@ -63,27 +63,40 @@ class CharTokenizer:
         return cls(list(d["chars"]))
 
 
+def tokenizer_from_dict(d: dict[str, Any]) -> Any:
+    """The tokenizer a run saved with ``to_dict``: GPT-2's BPE (``kind: bpe``) or characters."""
+    if isinstance(d, dict) and d.get("kind") == "bpe":
+        from tinygrad_lm.tokenizer import Tokenizer
+
+        return Tokenizer.from_dict(d)
+    return CharTokenizer.from_dict(d)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Character-level language models
 # ---------------------------------------------------------------------------------------------------
 
 
 class TextTask:
-    """Predict the next character of a text (for example a file passed with ``--text``).
+    """Predict the next token of a text (for example a file passed with ``--text``).
 
-    The text is split 90/10 into train and validation parts; a batch is ``B`` random windows of
-    ``block_size + 1`` characters, inputs the first ``block_size`` and targets the last.
+    The tokens are characters (`CharTokenizer`, built from the text) unless another tokenizer is
+    given: anything with ``encode(text)``, ``decode(ids)`` and ``vocab_size``, such as GPT-2's
+    byte-level BPE (`tinygrad_lm.tokenizer.Tokenizer`) for fine-tuning GPT-2. The text is split 90/10
+    into train and validation parts; a batch is ``B`` random windows of ``block_size + 1`` tokens,
+    inputs the first ``block_size`` and targets the last.
     """
 
     name = "text"
     exact = False
     entropy_floor: float | None = None
 
-    def __init__(self, text: str, block_size: int = 64, tokenizer: CharTokenizer | None = None) -> None:
+    def __init__(self, text: str, block_size: int = 64, tokenizer: Any = None) -> None:
         self.tokenizer = tokenizer or CharTokenizer.from_text(text)
-        data = self.tokenizer.encode(text)
+        data = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
         if len(data) < 2 * (block_size + 1):
-            raise ValueError(f"text: {len(data)} characters is too short for windows of block_size={block_size}")
+            unit = "characters" if isinstance(self.tokenizer, CharTokenizer) else "tokens"
+            raise ValueError(f"text: {len(data)} {unit} is too short for windows of block_size={block_size}")
         n_val = max(block_size + 1, len(data) // 10)
         self.splits = {"train": data[:-n_val], "val": data[-n_val:]}
         self.block_size = block_size

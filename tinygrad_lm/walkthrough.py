@@ -74,7 +74,10 @@ def example_text(task: Any) -> str:
     """The sentence a run's page explains when none is given."""
     if getattr(task, "name", "") == "grammar":
         return "a cat sat on a mat."
-    data = task.splits["val"][: min(task.block_size + 1, 41)]  # a piece of held-out text
+    # A piece of held-out text: 40 characters, or 12 tokens of a big vocabulary (GPT-2's 50,257: the page
+    # carries every position's logits over all of them, 1.2 MB a token in JSON).
+    length = 41 if task.tokenizer.vocab_size <= 1000 else 13
+    data = task.splits["val"][: min(task.block_size + 1, length)]
     return task.tokenizer.decode(data)
 
 
@@ -334,7 +337,8 @@ def _top_candidates(probs: np.ndarray, vocab: Sequence[str] | None) -> list[list
     top = []
     for row in probs:
         best = np.argsort(-row, kind="stable")[:TOP_K]
-        top.append([{"id": int(j), "token": vocab[j] if vocab else str(j), "p": float(row[j])} for j in best])
+        top.append([{"id": int(j), "token": vocab[j] if vocab and j < len(vocab) else f"#{j}", "p": float(row[j])}
+                    for j in best])  # fmt: skip (a model may have more ids than its tokenizer: GPT-2's padded vocab)
     return top
 
 

@@ -233,7 +233,8 @@ def page(data: dict[str, Any], graph_svg: str | None = None, *, title: str | Non
     body = [
         f"<header><h1>{html.escape(title)}</h1><p class='lead'>Every number below comes from the engine: the "
         "model's own forward on this text, and the gradients of its one backward (<code>ag.graph.gradients</code>), "
-        "read off the recorded graph. Nothing on this page computes a derivative by hand; the central differences "
+        "read off the recorded graph (in evaluation mode: no dropout). Nothing on this page computes a derivative by "
+        "hand; the central differences "
         f"in <a href='#gradcheck'>gradcheck</a> are the check. Model: {config['n_layer']} blocks, {n_head} heads, "
         f"width {n_embd}, vocabulary {config['vocab_size']}, context {config['block_size']}. "
         f"Loss on this text: <b>{data['loss']:.4f}</b>.</p>{_contents()}</header>",
