@@ -175,6 +175,7 @@ def main() -> None:
     except ValueError as error:
         parser.error(f"argument --configs: {error}")
 
+    harness.end_children_on_sigterm()
     started = time.strftime("%Y-%m-%d %H:%M")
     print(f"bench_train_step {started}; numpy {np.__version__}; MFU against the best float32 {args.peak_size}^3"
           " matmul peak measured between the blocks of steps")  # fmt: skip

@@ -347,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.check:
         return check(args.configs[0].name)
 
+    harness.end_children_on_sigterm()
     started = datetime.datetime.now()
     print(f"bench_vs_torch {started:%Y-%m-%d %H:%M}, {machine()}; {args.threads} threads a process")
     results = []

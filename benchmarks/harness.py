@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -269,6 +270,12 @@ def median_and_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 # process's block, or measure the machine's matmul peak.
 
 
+def end_children_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, ``timeout``) into SystemExit, so the parent's ``finally`` blocks run
+    and end its StepProcesses instead of leaving them behind."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def serve(step: Callable[[], object], hello: dict[str, Any]) -> None:
     """The child's side: say ``hello``, then answer requests, one a line on stdin.
 
@@ -295,7 +302,11 @@ class StepProcess:
     def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.hello = self._receive()
+        try:
+            self.hello = self._receive()
+        except BaseException:  # stopped while the child builds and warms up: it must not outlive us
+            self.kill()
+            raise
 
     def _receive(self) -> dict[str, Any]:
         for line in self.process.stdout:
