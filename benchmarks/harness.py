@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import resource
 import signal
@@ -152,21 +153,32 @@ def engine_step(bc: BenchConfig, state_dict: dict[str, np.ndarray] | None = None
     return step
 
 
-def rss_mib() -> float:
-    """This process's resident memory now, in MiB (Linux; NaN elsewhere)."""
+def _status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB; NaN where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (Linux; NaN elsewhere)."""
+    return _status_mib("VmRSS")
+
+
 def peak_rss_mib() -> float:
-    """The most resident memory this process has had, in MiB (``ru_maxrss`` is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The most resident memory this process has had, in MiB.
+
+    The kernel's high-water mark of this program (``VmHWM``), not ``ru_maxrss``: Linux carries
+    ``ru_maxrss`` over an ``execve``, so a worker started by a parent holding 200 MiB would report
+    at least 200 MiB whatever it did itself. Where there is no /proc, ``ru_maxrss`` (KiB on Linux).
+    """
+    peak = _status_mib("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if math.isnan(peak) else peak
 
 
 def cpu_wait_s() -> float:
@@ -264,7 +276,7 @@ def median_and_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 
 # -- a process that times steps on request ---------------------------------------------------------
 #
-# A benchmark runs each thing it times in a process of its own: its memory is its own (ru_maxrss
+# A benchmark runs each thing it times in a process of its own: its memory is its own (its peak
 # means something), its thread pool never competes with another's, and its imports are paid once.
 # The parent asks for blocks of steps between which it may do something else: run another
 # process's block, or measure the machine's matmul peak.

@@ -188,6 +188,14 @@ def test_turns_alternate_and_count_contended_steps(scripts):
     assert turn.median_s == pytest.approx(0.0115) and turn.steps == 4 and turn.contended == 2 and turn.clean
 
 
+def test_a_workers_peak_memory_is_its_own_not_its_parents(scripts):
+    """Linux carries ru_maxrss over exec: a worker of a parent holding 120 MiB would report 120 MiB."""
+    held = b"x" * (120 * 2**20)  # written, so resident  # noqa: F841
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import harness; print(harness.peak_rss_mib())"
+    result = subprocess.run([sys.executable, "-c", code, str(BENCHMARKS)], capture_output=True, text=True, check=True)
+    assert float(result.stdout) < 100, result.stdout  # python and numpy: about 30 MiB
+
+
 def test_paired_ratios_and_quartiles(scripts):
     harness = scripts.harness
     assert harness.paired_ratios([2.0, 3.0], [1.0, 2.0]) == [2.0, 1.5]
