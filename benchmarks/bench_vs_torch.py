@@ -19,9 +19,12 @@ run, so thread pools never compete and imports are paid once, and the processes 
 1: engine then torch, round 2: torch then engine, ...). A turn times a block of steps; a round's
 ratio engine/torch compares two blocks measured seconds apart, so a machine whose speed drifts from
 minute to minute moves both sides alike. The table gives each side's median over rounds and the
-median of the per-round ratios with their quartiles (how much the rounds disagree). A step during
-which our threads waited for a CPU that another process had is counted as contended; the table
-says how many were and warns when most were: then run again on a quieter machine.
+median of the per-round ratios with their quartiles (how much the rounds disagree).
+
+A step during which our threads waited for a CPU another process had is contended (its time is the
+machine's, not the code's); a round in which some turn was mostly contended is left out. Before each
+round the script waits a few seconds (`--quiet-wait`) for other processes to leave the CPUs. With
+fewer than 3 clean rounds a config's figures cannot be trusted, and the table says so under it.
 """
 
 from __future__ import annotations

@@ -247,3 +247,16 @@ def test_the_torch_reference_agrees_with_the_engine_in_float64():
     result = run_script("bench_vs_torch.py", "--check")
     assert result.returncode == 0, result.stderr
     assert "agree: every difference is below 1e-10" in result.stdout
+
+
+# -- the documented commands are the project's own ---------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", ["README.md", "PERFORMANCE.md"])
+def test_every_benchmark_command_in_the_docs_runs_a_script_a_clone_has(doc):
+    text = (ROOT / doc).read_text()
+    scripts_named = set(re.findall(r"benchmarks/(\w+\.py)", text))
+    assert scripts_named, f"{doc} names no benchmark script"
+    assert all((BENCHMARKS / name).is_file() for name in scripts_named), scripts_named
+    commands = [line for line in text.splitlines() if line.startswith("    ") and "python" in line]
+    assert not [line for line in commands if "shared/bench" in line], "a command needs ../shared/bench/"
