@@ -126,15 +126,20 @@ def build_engine(bc: BenchConfig, state_dict: dict[str, np.ndarray] | None = Non
     ``compile`` (compare_checkouts.py measures those too) runs uncompiled.
     """
     from autograd import memory
-    from tinygrad_lm.optim import AdamW
 
     model = engine_gpt(bc, state_dict)
     if hasattr(model, "compile"):
         model.compile()
     memory.keep_freed_memory()
+    return model, engine_adamw(model)
+
+
+def engine_adamw(model: Any) -> Any:
+    """The engine's AdamW over ``model``'s parameters with ADAMW's settings, in adamw_groups."""
+    from tinygrad_lm.optim import AdamW
+
     hyper = {k: v for k, v in ADAMW.items() if k != "weight_decay"}
-    opt = AdamW(adamw_groups(model.named_parameters()), **hyper)
-    return model, opt
+    return AdamW(adamw_groups(model.named_parameters()), **hyper)
 
 
 def engine_step(bc: BenchConfig, state_dict: dict[str, np.ndarray] | None = None) -> Callable[[], None]:
