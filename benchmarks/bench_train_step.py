@@ -1,15 +1,21 @@
 """Time one full GPT training step (forward, loss, backward, AdamW, zero grads) of this project.
 
-Prints, for the three configs of the shared yardstick, ms per step (median), tokens per second,
-MFU (model FLOPs per step / step time / the measured float32 matmul peak) and peak memory. Each
-config runs in a fresh process, so memory numbers do not mix. No torch needed; the side-by-side
-comparison with torch and a hand-written numpy GPT is `../shared/bench/bench_step.py`.
+Prints, for the tiny, small and medium configs, ms per step (median), tokens per second, the model
+FLOP/s, MFU and peak memory. Each config trains in a process of its own, so memory numbers do not
+mix. No torch needed; the side-by-side comparison with torch is `bench_vs_torch.py`.
 
     python benchmarks/bench_train_step.py                         # tiny, small, medium
     python benchmarks/bench_train_step.py --configs small --steps 30
 
 Model FLOPs per step = (6 N + 12 n_layer n_embd T) * tokens, N = parameters without the position
 embedding (the PaLM / nanoGPT estimate; the second term is attention's QK^T and AV).
+
+MFU = model FLOP/s / the machine's float32 matmul peak, and a peak measured at another moment than
+the steps means nothing on a machine whose speed changes from minute to minute (this script once
+printed "MFU 129.5%": its peak had been measured while another process had the CPUs). So the peak
+is measured alongside the steps: between every two blocks of steps, while the training process
+waits, by this process with the same BLAS. MFU is taken against the best peak seen, and when the
+peaks disagree widely or MFU comes out above 100%, the table prints no MFU and says why.
 """
 
 from __future__ import annotations
@@ -17,130 +23,183 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
+import harness
 import numpy as np
+
+DEFAULT_STEPS = {"tiny": 300, "small": 40, "medium": 8}  # about 10 s each on the project's VM
+# The peak measurements of one run may differ by this factor before the MFU is called untrustworthy:
+# a shared VM drifts by 20-30% from minute to minute; twice as fast means it was busy part of the time.
+MAX_PEAK_SPREAD = 1.5
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    name: str
-    n_layer: int
-    n_head: int
-    n_embd: int
-    block_size: int
-    batch_size: int
-    vocab_size: int = 65
+class MFU:
+    """Model FLOPs utilisation, and whether it can be believed."""
+
+    value: float  # model FLOP/s over the best matmul peak seen
+    best_peak_gflops: float
+    worst_peak_gflops: float
+    problem: str | None  # why the value cannot be trusted; None when it can
+
+    def __str__(self) -> str:
+        return "n/a" if self.problem else f"{self.value:.1%}"
 
 
-CONFIGS = {
-    "tiny": BenchConfig("tiny", n_layer=2, n_head=4, n_embd=64, block_size=32, batch_size=16),
-    "small": BenchConfig("small", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32),
-    "medium": BenchConfig("medium", n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8),
-}
+def mfu(model_flops_per_step: float, step_s: float, peaks_gflops: list[float], contended_share: float = 0.0) -> MFU:
+    """MFU of a step of ``step_s`` seconds against the best of ``peaks_gflops`` (GFLOP/s of a float32
+    matmul, measured between the blocks of steps), with the reason it cannot be trusted, if any.
+
+    Three signs that the machine was busy: MFU above 100% (the steps ran faster than the best
+    matmul measured, so every peak measurement was slowed down); peak measurements that disagree by
+    more than MAX_PEAK_SPREAD (the machine's speed changed during the run, so the steps and the
+    best peak were not measured on the same machine); most steps contended (``contended_share``:
+    our threads waited for CPUs another process had, so the steps ran slower than the code).
+    """
+    if not peaks_gflops or min(peaks_gflops) <= 0:
+        raise ValueError(f"mfu: need positive peak measurements, got {peaks_gflops}")
+    best, worst = max(peaks_gflops), min(peaks_gflops)
+    value = model_flops_per_step / step_s / (best * 1e9)
+    problem = None
+    if value > 1.0:
+        problem = (
+            f"it would read {value:.1%}, above 100%: the steps ran faster than the best matmul measured"
+            f" ({best:.1f} GFLOP/s), so the peak was measured while another process had the CPUs"
+        )
+    elif best / worst > MAX_PEAK_SPREAD:
+        problem = (
+            f"the matmul peak measured between the blocks of steps ranged from {worst:.1f} to {best:.1f}"
+            f" GFLOP/s ({best / worst:.1f}x): the machine was busy during the run, so the steps and the peak"
+            " were not measured on the same machine"
+        )
+    elif contended_share > 0.5:
+        problem = (
+            f"{contended_share:.0%} of the steps waited for a CPU another process had: the machine was busy,"
+            " so the steps ran slower than the code"
+        )
+    return MFU(value, best, worst, problem)
 
 
-def matmul_peak_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """Best float32 GFLOP/s of an n^3 matmul in this process (the MFU denominator)."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeat))
-    return 2 * n**3 / best / 1e9
+def matmul_gflops(a: np.ndarray, b: np.ndarray, out: np.ndarray, repeat: int = 2) -> float:
+    """Best float32 GFLOP/s of ``a @ b`` over ``repeat`` calls: one peak measurement."""
+    time.sleep(harness.BLAS_SPIN_S)  # the training process's BLAS threads stop spinning
+    best = min(harness.timed(lambda: np.matmul(a, b, out=out))[0] for _ in range(repeat))
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
 
 
-def _seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def model_flops_per_step(bc: harness.BenchConfig) -> int:
+    """(6 N + 12 n_layer n_embd T) * tokens, N = parameters without the position embedding."""
+    model = harness.engine_gpt(bc)
+    n_params = sum(p.size for p in model.parameters()) - model.transformer.wpe.weight.size
+    return (6 * n_params + 12 * bc.n_layer * bc.n_embd * bc.block_size) * bc.tokens_per_step
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def child(config: str, warmup: int) -> None:
+    """The training process: build, warm up, then time blocks of steps on request (harness.serve)."""
+    rss_start = harness.rss_mib()
+    step = harness.engine_step(harness.CONFIGS[config])
+    for _ in range(warmup):
+        step()
+    harness.serve(step, {"rss_start_mib": rss_start})
 
 
-def run_config(bc: BenchConfig, steps: int, warmup: int) -> dict:
-    """Build the model, train ``warmup + steps`` steps on random tokens, report times and memory."""
-    from autograd import memory
-    from tinygrad_lm import GPT, GPTConfig
-    from tinygrad_lm.optim import AdamW
+def split(steps: int, blocks: int) -> list[int]:
+    """``steps`` as ``blocks`` nearly equal blocks (fewer when there are fewer steps)."""
+    blocks = max(1, min(blocks, steps))
+    return [steps // blocks + (i < steps % blocks) for i in range(blocks)]
 
-    rss_start = rss_mib()
-    config = GPTConfig(bc.vocab_size, bc.block_size, bc.n_layer, bc.n_head, bc.n_embd)
-    model = GPT(config, seed=0).compile()  # the speed switches a training script turns on
-    memory.keep_freed_memory()
-    params = model.parameters()
-    opt = AdamW(
-        [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
-    )  # fmt: skip
+
+def run_config(bc: harness.BenchConfig, args: argparse.Namespace) -> dict:
+    """Train ``bc`` in a process of its own; measure the matmul peak here before, between and after
+    its blocks of steps, while it waits."""
+    command = [sys.executable, os.path.abspath(__file__), "--child", bc.name, "--warmup", str(args.warmup)]
+    n = args.peak_size
     rng = np.random.default_rng(0)
-    shape = (bc.batch_size, bc.block_size)
-    batches = [(rng.integers(0, bc.vocab_size, shape), rng.integers(0, bc.vocab_size, shape)) for _ in range(4)]
-
-    def step(i: int) -> None:
-        idx, targets = batches[i % len(batches)]
-        _, loss = model(idx, targets)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-
-    for i in range(warmup):
-        step(i)
-    times = [_seconds(lambda i=i: step(i)) for i in range(steps)]
-    n_params = sum(p.size for p in params) - model.transformer.wpe.weight.size
-    tokens = bc.batch_size * bc.block_size
-    flops = (6 * n_params + 12 * bc.n_layer * bc.n_embd * bc.block_size) * tokens
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)  # start BLAS's threads
+    process = harness.StepProcess(bc.name, command)
+    try:
+        peaks = [matmul_gflops(a, b, out)]
+        times, waits = [], []
+        for block in split(args.steps or DEFAULT_STEPS[bc.name], args.blocks):
+            samples = process.run(block)
+            times += samples["wall_s"]
+            waits += samples["wait_s"]
+            peaks.append(matmul_gflops(a, b, out))
+        peak_rss = process.stop()
+    finally:
+        process.kill()
     return {
         "config": bc.name,
         "median_s": statistics.median(times),
         "min_s": min(times),
-        "tokens_per_step": tokens,
-        "model_flops_per_step": flops,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_start_mib": rss_start,
+        "contended_steps": sum(harness.contended(w, q) for w, q in zip(times, waits)),
+        "steps": len(times),
+        "tokens_per_step": bc.tokens_per_step,
+        "model_flops_per_step": model_flops_per_step(bc),
+        "peaks_gflops": peaks,
+        "peak_rss_mib": peak_rss,
+        "rss_start_mib": process.hello["rss_start_mib"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="tiny,small,medium")
-    parser.add_argument("--steps", type=int, default=0, help="timed steps (default: about 10 s per config)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--steps", type=harness.positive_int, help="timed steps (default: tiny 300, small 40, medium 8)"
+    )
+    parser.add_argument("--warmup", type=harness.positive_int, default=3)
+    parser.add_argument(
+        "--blocks",
+        type=harness.positive_int,
+        default=4,
+        help="blocks of steps, with the matmul peak measured around each",
+    )
+    parser.add_argument(
+        "--peak-size", type=harness.positive_int, default=2048, help="the peak is that of an n^3 float32 matmul"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write every measurement to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        bc = CONFIGS[args.child]
-        steps = args.steps or {"tiny": 300, "small": 40, "medium": 8}[bc.name]
-        print(json.dumps(run_config(bc, steps, args.warmup)))
+        child(args.child, args.warmup)
         return
+    try:
+        configs = harness.parse_configs(args.configs)
+    except ValueError as error:
+        parser.error(f"argument --configs: {error}")
 
-    peak = matmul_peak_gflops()
-    print(f"numpy {np.__version__}; float32 matmul peak {peak:.0f} GFLOP/s (2048^3, best of 5)")
-    print(f"{'config':7s} {'ms/step':>9s} {'min ms':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'MFU':>6s} {'peak MiB':>9s}")
-    for name in args.configs.split(","):
-        if name not in CONFIGS:
-            raise SystemExit(f"bench_train_step: unknown config {name!r}; choose from {', '.join(CONFIGS)}")
-        command = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+    harness.end_children_on_sigterm()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    print(f"bench_train_step {started}; numpy {np.__version__}; MFU against the best float32 {args.peak_size}^3"
+          " matmul peak measured between the blocks of steps")  # fmt: skip
+    header = f"{'config':7s} {'ms/step':>9s} {'min ms':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'peak GFLOP/s':>15s}"
+    print(header + f" {'MFU':>6s} {'peak MiB':>9s}")
+    results, notes = [], []
+    for bc in configs:
+        r = run_config(bc, args)
         gflops = r["model_flops_per_step"] / r["median_s"] / 1e9
+        m = mfu(r["model_flops_per_step"], r["median_s"], r["peaks_gflops"], r["contended_steps"] / r["steps"])
+        r["mfu"], r["mfu_problem"] = m.value, m.problem
+        results.append(r)
+        peak_range = f"{m.worst_peak_gflops:.0f}-{m.best_peak_gflops:.0f}"
+        tokens_per_s = r["tokens_per_step"] / r["median_s"]
         print(
-            f"{name:7s} {r['median_s'] * 1e3:9.2f} {r['min_s'] * 1e3:8.2f} {r['tokens_per_step'] / r['median_s']:9.0f}"
-            f" {gflops:8.1f} {gflops / peak:6.1%} {r['peak_rss_mib']:9.0f}"
+            f"{bc.name:7s} {r['median_s'] * 1e3:9.2f} {r['min_s'] * 1e3:8.2f} {tokens_per_s:9.0f}"
+            f" {gflops:8.1f} {peak_range:>15s} {m!s:>6s} {r['peak_rss_mib']:9.0f}"
         )
+        if m.problem:
+            notes.append(f"{bc.name}: MFU cannot be trusted: {m.problem}")
+    print("\n".join(notes))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"started": started, "argv": sys.argv, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

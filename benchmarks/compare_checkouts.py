@@ -20,38 +20,20 @@ import subprocess
 import sys
 import time
 
-CONFIGS = {  # the shared benchmark's sizes: (n_layer, n_head, n_embd, block_size, batch)
-    "tiny": (2, 4, 64, 32, 16),
-    "small": (4, 4, 128, 64, 32),
-    "medium": (6, 6, 384, 256, 8),
-    "overhead": (2, 4, 64, 2, 1),  # tiny's model on 2 tokens: the arrays are so small this times the Python
+import harness
+
+CONFIGS = {
+    **harness.CONFIGS,
+    # tiny's model on 2 tokens: the arrays are so small this times the Python
+    "overhead": harness.BenchConfig("overhead", n_layer=2, n_head=4, n_embd=64, block_size=2, batch_size=1),
 }
 PHASES = ("forward", "backward", "step")
 
 
 def child(config: str, steps: int, warmup: int) -> None:
     """In the checkout's process: train ``warmup + steps`` steps, print the median times as JSON."""
-    import numpy as np
-
-    from autograd import memory
-    from tinygrad_lm import GPT, GPTConfig
-    from tinygrad_lm.optim import AdamW
-
-    memory.keep_freed_memory()
-    n_layer, n_head, n_embd, block_size, batch = CONFIGS[config]
-    model = GPT(GPTConfig(65, block_size, n_layer, n_head, n_embd), seed=0)
-    if hasattr(model, "compile"):
-        model.compile()
-    params = model.parameters()
-    opt = AdamW(
-        [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=1e-3,
-    )
-    rng = np.random.default_rng(0)
-    batches = [(rng.integers(0, 65, (batch, block_size)), rng.integers(0, 65, (batch, block_size))) for _ in range(4)]
+    model, opt = harness.build_engine(CONFIGS[config])  # imports the engine of the checkout on PYTHONPATH
+    batches = harness.make_batches(CONFIGS[config])
     times: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for i in range(warmup + steps):
         idx, targets = batches[i % len(batches)]
@@ -99,7 +81,8 @@ def main() -> None:
     for phase in PHASES:
         a = statistics.median(r[phase] for r in results["a"])
         b = statistics.median(r[phase] for r in results["b"])
-        ratio = statistics.median(rb[phase] / ra[phase] for ra, rb in zip(results["a"], results["b"]))
+        b_over_a = harness.paired_ratios([r[phase] for r in results["b"]], [r[phase] for r in results["a"]])
+        ratio = statistics.median(b_over_a)
         print(f"{phase:9s} {a:9.2f} {b:9.2f} {ratio:20.3f}")
 
 

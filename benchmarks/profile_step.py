@@ -19,18 +19,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import numpy as np
+import harness
 
-from autograd import memory, ops
+from autograd import ops
 from autograd.primitive import Primitive
-from tinygrad_lm import GPT, GPTConfig
-from tinygrad_lm.optim import AdamW
 
-CONFIGS = {  # the shared benchmark's sizes: (n_layer, n_head, n_embd, block_size, batch)
-    "tiny": (2, 4, 64, 32, 16),
-    "small": (4, 4, 128, 64, 32),
-    "medium": (6, 6, 384, 256, 8),
-}
+CONFIGS = harness.CONFIGS
 
 
 PHASE = {"now": "forward"}  # which part of the step is running, for the timers
@@ -76,12 +70,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="rows of the per-op table")
     args = parser.parse_args()
 
-    n_layer, n_head, n_embd, block_size, batch = CONFIGS[args.config]
-    model = GPT(GPTConfig(65, block_size, n_layer, n_head, n_embd), seed=0).compile()
-    memory.keep_freed_memory()
-    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    rng = np.random.default_rng(0)
-    idx, targets = rng.integers(0, 65, (batch, block_size)), rng.integers(0, 65, (batch, block_size))
+    model, opt = harness.build_engine(CONFIGS[args.config])  # compiled, keep_freed_memory, as a training script
+    idx, targets = harness.make_batches(CONFIGS[args.config], n=1)[0]
     totals, calls = Counter(), Counter()
     instrument(totals, calls)
     phases = Counter()
