@@ -22,6 +22,9 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_ops.py
+	$(BIN)/python benchmarks/bench_train_step.py
+	@$(BIN)/python -c "import torch" 2>/dev/null && $(BIN)/python benchmarks/bench_vs_torch.py \
+		|| echo "bench_vs_torch.py needs torch: pip install -e '.[bench]'"
 
 gallery: $(BIN)/.installed
 	$(BIN)/python docs/make_gallery.py
