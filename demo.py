@@ -44,6 +44,7 @@ from tinygrad_lm.train import (
     TrainConfig,
     Trainer,
     TrainingDivergedError,
+    evaluate_loss,
     refuse_an_existing_run,
     run_lock,
     stream,
@@ -637,6 +638,9 @@ def train(args: argparse.Namespace) -> int:
         raise DemoError(f"cannot resume: {error}") from None
     if saved:  # the run's settings come from its checkpoint; only where it stops may change
         settings = run_settings(saved, path)
+        if args.text and saved["task"] != "text":  # a --text for a run that trains on no text
+            args.given.append("--text")
+            args.text = None
         args.task = saved["task"]
         args.text = args.text or saved.get("text_file")
         tconfig = settings["train"]
@@ -663,7 +667,7 @@ def train(args: argparse.Namespace) -> int:
         meta["pretrained"] = pretrained
     if hasattr(task, "tokenizer"):
         meta["tokenizer"] = task.tokenizer.to_dict()
-    if args.text:
+    if args.task == "text" and args.text:
         meta["text_file"] = os.path.abspath(args.text)
         meta["text_sha256"] = args.text_sha256
     with run_lock(args.out):  # held until the results are written: no other run writes here meanwhile
@@ -700,6 +704,8 @@ def write_results(
     last: dict[str, Any], started: float,
 ) -> None:  # fmt: skip
     model.eval()
+    if "val_loss" not in last and "loss" not in last:  # nothing logged: a finished run resumed without its metrics
+        last = {"val_loss": evaluate_loss(model, task, tconfig, trainer.step)}
     kind = "validation" if "val_loss" in last else "training"
     summary: dict[str, Any] = {
         "task": args.task, "steps": trainer.step, "final_loss": last.get("val_loss", last.get("loss")),

@@ -9,6 +9,7 @@ among it, works on arrays and tensors alike.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,7 +74,7 @@ class Tensor:
         """A copy of the data (and of ``.grad``) that is a new leaf: a graph node is never copied.
         (A copied node would still point at this tensor, so a copied model's backward would write
         into the original's ``.grad``.)"""
-        copied = Tensor._make(self.data.copy(), None, self._requires_grad)
+        copied = Tensor._make(copy.deepcopy(self.data, memo), None, self._requires_grad)  # (views stay views)
         memo[id(self)] = copied
         copied.name = self.name
         copied.grad = None if self.grad is None else self.grad.__deepcopy__(memo)

@@ -469,3 +469,12 @@ def test_a_deep_copy_made_after_a_forward_pass_has_gradients_of_its_own():
     y = copy.deepcopy(x)
     assert y.requires_grad and y.grad is not x.grad and np.array_equal(y.grad.data, x.grad.data)
     assert y.data is not x.data
+
+
+def test_a_deep_copy_keeps_memory_that_tensors_shared():
+    import copy
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    a, b = copy.deepcopy([x, x.detach()])
+    a.data[0] = 5.0
+    assert b.data[0] == 5.0 and x.data[0] == 1.0

@@ -378,3 +378,48 @@ def test_an_out_folder_that_cannot_be_written_gets_one_line(tmp_path, monkeypatc
     assert status == 1 and message.startswith("demo: ") and "\n" not in message, message
     assert "cannot write in" in message and "permission denied" in message
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edges found in review
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_resume_names_a_text_file_a_run_without_text_ignores(tmp_path, capsys):
+    out, text = tmp_path / "run", tmp_path / "notes.txt"
+    text.write_text("the cat sat on the mat. " * 20)
+    assert run_demo(*TINY, "--steps", "2", "--out", out)[0] == 0
+    capsys.readouterr()
+    assert run_demo("--out", out, "--resume", "--steps", "3", "--text", text)[0] == 0
+    assert "ignoring --text" in capsys.readouterr().err
+    assert "text_sha256" not in load_checkpoint(out / "checkpoint.npz")
+
+
+def test_a_finished_run_resumed_from_its_checkpoint_alone_reports_a_validation_loss(tmp_path, capsys):
+    run, alone = tmp_path / "run", tmp_path / "alone"
+    assert run_demo(*TINY, "--steps", "3", "--out", run)[0] == 0
+    alone.mkdir()
+    (alone / "checkpoint.npz").write_bytes((run / "checkpoint.npz").read_bytes())
+    capsys.readouterr()
+    assert run_demo("--out", alone, "--resume")[0] == 0
+    assert "validation loss" in capsys.readouterr().out
+    assert json.loads((alone / "summary.json").read_text())["final_loss"] is not None
+
+
+def test_another_thread_of_the_same_process_cannot_take_a_held_folder(tmp_path):
+    import threading
+
+    errors = []
+    with run_lock(tmp_path / "held"):
+
+        def other():
+            try:
+                with run_lock(tmp_path / "held"):
+                    pass
+            except RunInUseError as error:
+                errors.append(str(error))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert errors and "another thread of this process" in errors[0]

@@ -224,3 +224,40 @@ def test_a_hugging_face_gpt2_folder_is_explained_in_its_own_bpe_tokens(tmp_path)
     with ag.no_grad(), model.evaluating():  # (GPT-2's config trains with dropout; a walkthrough step has none)
         _, loss = model(np.asarray(ids[:-1])[None], np.asarray(ids[1:])[None])
     assert data["loss"] == loss.item() and data["update"]["loss_after"] < data["update"]["loss_before"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edges found in review
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_exact_tasks_of_any_length_have_an_example_and_refuse_a_wrong_number_of_digits():
+    for task in (SortTask(length=11), SortTask(length=64), AddTask(n_digits=9)):
+        example = walkthrough.sentence(task)  # the digits of pi, as many as the question has
+        assert len(example["ids"]) == task.n_in + task.n_out - 1
+    with pytest.raises(ValueError, match="needs 4 digits, got 6"):
+        walkthrough.sentence(SortTask(length=4), "3 1 4 1 5 9")
+
+
+def test_a_one_wide_model_is_explained():
+    task = SortTask(length=3)
+    model = GPT(GPTConfig(task.vocab_size, task.block_size, n_layer=1, n_head=1, n_embd=1), seed=0)
+    example = walkthrough.sentence(task, "3 1 2")
+    data = walkthrough.trace_step(model, example["ids"], example["targets"], tokens=example["tokens"], text="x")
+    assert len(data["update"]["params"]) >= 2
+
+
+def test_masked_heatmaps_wider_than_the_page_keep_their_mask():
+    n = 301
+    figure = pages.heatmap(np.random.default_rng(0).random((n, n)), masked=np.triu(np.ones((n, n), bool), 1),
+                           signed=False)  # fmt: skip
+    assert "columns averaged in groups of 2" in figure
+
+
+def test_no_text_can_break_the_embedded_json():
+    *_, data = traced("grammar")
+    data = dict(data, text="a <!--<script> b </script> c")
+    html = pages.page(data)
+    found = re.search(r"<script type='application/json' id='walkthrough-data'>(.*?)</script>", html, re.S)
+    assert json.loads(found.group(1))["text"] == data["text"]
+    assert "<" not in found.group(1)

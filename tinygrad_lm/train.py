@@ -145,7 +145,7 @@ def refuse_an_existing_run(out_dir: str | os.PathLike) -> None:
         )
 
 
-_HELD: dict[str, tuple[int, int]] = {}  # folder -> (lock file descriptor, how many holders in this process)
+_HELD: dict[str, tuple[int, int, int]] = {}  # folder -> (lock file descriptor, times taken, the holding thread)
 
 
 @contextlib.contextmanager
@@ -156,13 +156,15 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
     process may take it again (the demo holds it around its `Trainer`, which takes it too)."""
     out_dir = os.path.realpath(os.fspath(out_dir))
     if out_dir in _HELD:
-        fd, count = _HELD[out_dir]
-        _HELD[out_dir] = (fd, count + 1)
+        fd, count, owner = _HELD[out_dir]
+        if owner != threading.get_ident():  # the kernel's lock is the process's: threads are told apart here
+            raise RunInUseError(f"{out_dir} is in use by another thread of this process; use another --out")
+        _HELD[out_dir] = (fd, count + 1, owner)
         try:
             yield
         finally:
-            fd, count = _HELD[out_dir]
-            _HELD[out_dir] = (fd, count - 1)
+            fd, count, owner = _HELD[out_dir]
+            _HELD[out_dir] = (fd, count - 1, owner)
         return
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, LOCK_NAME)
@@ -182,13 +184,13 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
     command = " ".join([os.path.basename(sys.argv[0]) or "python", *sys.argv[1:]])[:300]
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}: {command}".encode(), 0)
-    _HELD[out_dir] = (fd, 1)
+    _HELD[out_dir] = (fd, 1, threading.get_ident())
     try:
         yield
     finally:
-        fd, count = _HELD[out_dir]
+        fd, count, owner = _HELD[out_dir]
         if count > 1:
-            _HELD[out_dir] = (fd, count - 1)
+            _HELD[out_dir] = (fd, count - 1, owner)
         else:
             del _HELD[out_dir]
             os.close(fd)  # (which releases the lock; the file stays, empty of meaning, for the next run)

@@ -28,6 +28,7 @@ from tinygrad_lm.model import GPT
 
 DIGITS = 6  # significant digits of the arrays in the JSON (scalars keep all theirs)
 TOP_K = 5  # next-token candidates shown per position
+PI_DIGITS = "3141592653589793238462643383279502884197169399375105820974944592307816406286208998628034825342117067"
 GRADCHECK_EPS = 1e-6  # the float64 central-difference step
 
 
@@ -44,9 +45,10 @@ def sentence(task: Any, text: str | None = None) -> dict[str, Any]:
     of ``text`` as the question, append the right answer, and score the answer only, as in training.
     """
     if getattr(task, "exact", False):
-        digits = [int(c) for c in (text or "3 1 4 1 5 9 2 6 5 3"[: 2 * task.n_in]) if c.isdigit()][: task.n_in]
+        source = text if text is not None else PI_DIGITS[: task.n_in]  # the example: the digits of pi
+        digits = [int(c) for c in source if c.isdigit()]
         if len(digits) != task.n_in:
-            raise ValueError(f"explain: the {task.name} task needs {task.n_in} digits, got {text!r}")
+            raise ValueError(f"explain: the {task.name} task needs {task.n_in} digits, got {len(digits)} in {text!r}")
         problem = np.array([digits])
         sequence = np.concatenate([problem, task.answers(problem)], axis=1)[0]
         ids, targets = sequence[:-1].copy(), sequence[1:].copy()
@@ -433,7 +435,8 @@ def adamw_update(
     params = dict(twin.named_parameters())
     chosen = [n for n in params if ".attn.c_attn.weight" in n][:1] + [n for n in params if "ln_f.weight" in n][:1]
     watched = [(name, (0,) * params[name].ndim) for name in chosen]
-    watched += [("transformer.wte.weight", (int(ids[0, 0]), j)) for j in range(2)]
+    width = params["transformer.wte.weight"].shape[1]
+    watched += [("transformer.wte.weight", (int(ids[0, 0]), j)) for j in range(min(2, width))]
     before = {(name, index): float(params[name].data[index]) for name, index in watched}
     with twin.evaluating():
         twin(ids, targets)[1].backward()

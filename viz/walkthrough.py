@@ -17,6 +17,7 @@ import html
 import json
 import math
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,16 +84,20 @@ def heatmap(
     array = np.asarray(values, dtype=np.float64)
     if array.ndim == 1:
         array = array[None]
-    array, group = _squeeze_columns(array)
-    hidden = np.zeros(array.shape, dtype=bool) if masked is None else np.asarray(masked, dtype=bool)
+    if masked is not None:  # masked cells are NaN from here on, so that averaged columns keep the mask
+        array = np.where(np.asarray(masked, dtype=bool), np.nan, array)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the mean of an all-masked group is NaN: masked)
+        array, group = _squeeze_columns(array)
+    hidden = np.isnan(array) if masked is not None else np.zeros(array.shape, dtype=bool)
     if signed:
         shown = np.abs(array[~hidden & np.isfinite(array)])  # masked cells (a mask's huge numbers) set no scale
         scale = float(shown.max()) if shown.size else 1.0
         scale = scale or 1.0
-        rgb = _colors(array / scale, _DIVERGING)
+        rgb = _colors(np.nan_to_num(array) / scale, _DIVERGING)
         legend = f"blue -{_fmt(scale)} · white 0 · red +{_fmt(scale)}"
     else:  # on a square-root scale: a row of small weights (attention spread over many keys) stays visible
-        rgb = _colors(np.sqrt(np.clip(array, 0.0, 1.0)), _SEQUENTIAL)
+        rgb = _colors(np.sqrt(np.clip(np.nan_to_num(array), 0.0, 1.0)), _SEQUENTIAL)
         legend = "white 0 · dark blue 1 (square-root scale)"
     rgb[hidden] = (225, 225, 225)
     height, width = array.shape
@@ -248,7 +253,9 @@ def page(data: dict[str, Any], graph_svg: str | None = None, *, title: str | Non
         _update_section(data),
         _graph_section(graph_svg),
     ]
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # No "<" inside the script element at all (as \u003c, which JSON reads back the same): no text of the
+    # data can end the element or put the HTML parser in another state ("<!--<script").
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
