@@ -121,7 +121,8 @@ def trace_step(
     steps.gradients = {node: g.data for node, g in gradients.items()}
 
     T = ids.shape[1]
-    probs = _softmax(logits.data[0].astype(np.float64))
+    with ag.no_grad():  # the engine's softmax, in float64 so that probabilities of 1e-9 still show
+        probs = ag.Tensor(logits.data[0].astype(np.float64)).softmax(axis=-1).data
     scored = targets[0] >= 0
     nll = [(-math.log(max(probs[t, targets[0, t]], 1e-300)) if scored[t] else None) for t in range(T)]
     data: dict[str, Any] = {
@@ -329,12 +330,6 @@ def _rounded(array: np.ndarray) -> Any:
     return np.vectorize(lambda x: float(f"{x:.{DIGITS}g}"), otypes=[float])(array).tolist() if array.size else []
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Only to show probabilities (the engine's log_softmax made the loss; its gradient is the engine's)."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def _top_candidates(probs: np.ndarray, vocab: Sequence[str] | None) -> list[list[dict[str, Any]]]:
     top = []
     for row in probs:
@@ -349,10 +344,12 @@ def _top_candidates(probs: np.ndarray, vocab: Sequence[str] | None) -> list[list
 # ---------------------------------------------------------------------------------------------------
 
 
-def _float64_copy(model: GPT) -> GPT:
+def _copy(model: GPT) -> GPT:
+    """A copy to change (a gradient check's float64 twin, an update's): uncompiled, so each call runs
+    the model's own Python."""
     twin = copy.deepcopy(model)
     twin.__dict__["_compiled"] = False
-    return twin.to(np.float64)
+    return twin
 
 
 def gradcheck_entries_of(
@@ -360,7 +357,7 @@ def gradcheck_entries_of(
 ) -> dict[str, Any]:
     """A few entries of several parameters: the engine's gradient against central differences,
     ``(L(p + eps) - L(p - eps)) / 2 eps``, on a float64 copy of the model."""
-    twin = _float64_copy(model)
+    twin = _copy(model).to(np.float64)
     params = dict(twin.named_parameters())
     names = [name for name in params if name.endswith("weight")]
     picks = [names[0], *[n for n in names if ".attn.c_attn." in n][:1], *[n for n in names if ".mlp.c_fc." in n][:1]]
@@ -414,8 +411,7 @@ def adamw_update(
 ) -> dict[str, Any]:
     """One AdamW step on this sentence, on a copy: a few parameters before and after, and the
     loss before and after."""
-    twin = copy.deepcopy(model)
-    twin.__dict__["_compiled"] = False
+    twin = _copy(model)
     optimizer = twin.configure_optimizers(weight_decay, lr)
     resumed = False
     if optimizer_state is not None:
