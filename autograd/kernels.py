@@ -51,6 +51,7 @@ def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------------------------------
 
 _BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT16 = np.dtype(np.float16)  # summed in float32 (`accumulated_sum`)
 _BLAS_MIN_SIZE = 1024  # below this, numpy's own reduction is as quick as the call into BLAS
 # Longer sums stay with numpy's pairwise summation, whose rounding error grows like log(n) rather than
 # like n / (BLAS's handful of running totals): a float32 loss over millions of numbers keeps its digits.
@@ -75,8 +76,6 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
 
     float16 is added up in float32 and rounded to float16 once, at the end (`accumulated_sum`).
     """
-    if x.dtype == np.float16:
-        return accumulated_sum(x, axis, keepdims).astype(np.float16)
     if x.dtype in _BLAS_DTYPES and x.size >= _BLAS_MIN_SIZE and x.flags.c_contiguous:
         axes = axis if type(axis) is tuple else (int(axis),) if isinstance(axis, (int, np.integer)) else None
         plan = None if axes is None else _blas_sum_plan(x.shape, axes, keepdims)
@@ -87,6 +86,8 @@ def sum_array(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool = False
             else:
                 out = _ones(length, x.dtype) @ x.reshape(length, -1)
             return out.reshape(out_shape)
+    if x.dtype == FLOAT16:  # (after the BLAS case, so a float32 or float64 sum never asks)
+        return accumulated_sum(x, axis, keepdims).astype(FLOAT16)
     return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its Python wrapper
 
 
@@ -95,7 +96,7 @@ def accumulated_sum(x: np.ndarray, axis: int | tuple[int, ...], keepdims: bool =
     65504, so a running float16 total stops growing once each addend is below half its last bit
     (1 + 1 + ... sticks at 2048) and overflows to inf long before a mean would: numpy adds float16
     up in float32 for the same reason. Other dtypes are summed in their own."""
-    return np.add.reduce(x, axis=axis, dtype=np.float32 if x.dtype == np.float16 else None, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, dtype=np.float32 if x.dtype == FLOAT16 else None, keepdims=keepdims)
 
 
 @functools.lru_cache(maxsize=1024)

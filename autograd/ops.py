@@ -344,9 +344,9 @@ def mean_scale(shape: tuple[int, ...], axis: tuple[int, ...]) -> float:
 def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """The sum over ``axis`` divided by the count, scaled in place (in the sum's own dtype; float16
     is summed and scaled in float32, then rounded once, as numpy's mean does: its sum may not fit)."""
-    if x.dtype == np.float16:
+    if x.dtype == kernels.FLOAT16:
         total = np.asarray(kernels.accumulated_sum(x, axis, keepdims))
-        return np.multiply(total, mean_scale(x.shape, axis), out=total).astype(np.float16)
+        return np.multiply(total, mean_scale(x.shape, axis), out=total).astype(kernels.FLOAT16)
     total = np.asarray(kernels.sum_array(x, axis, keepdims))  # an array even when numpy returns a scalar
     return np.multiply(total, mean_scale(x.shape, axis), out=total)
 
